@@ -1,0 +1,2 @@
+export { ConfigError, expandEnv, formatIssues, formatKeyPath, loadConfigFile, parseConfigText, validateConfig } from "./load.ts";
+export { byteSize, duration, parseByteSize, parseDuration } from "./units.ts";

@@ -1,0 +1,36 @@
+import { z } from "zod";
+
+/** The `telemetry:` section shared by the gateway's and the agent's config files. */
+export const telemetrySchema = z
+  .strictObject({
+    serviceName: z.string().min(1).optional(),
+    environment: z.string().default("development"),
+    region: z.string().optional(),
+    logs: z
+      .strictObject({
+        level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+        /** Access log lines (one per request) on or off. */
+        access: z.boolean().default(true),
+      })
+      .prefault({}),
+    metrics: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        /** Node's default process collectors (CPU, heap, GC, event loop lag). */
+        process: z.boolean().default(true),
+      })
+      .prefault({}),
+    tracing: z
+      .strictObject({
+        /** OTLP/HTTP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces. Export is off without it. */
+        endpoint: z.url().optional(),
+        headers: z.record(z.string(), z.string()).default({}),
+        /** Parent-based trace-id ratio for new traces. */
+        sampleRatio: z.number().min(0).max(1).default(0.01),
+        exportTimeout: z.number().int().positive().default(5000),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
+export type TelemetryConfig = z.output<typeof telemetrySchema>;
