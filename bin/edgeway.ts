@@ -1,7 +1,7 @@
 #!/usr/bin/env node
+import { type Command, UsageError } from "../lib/cli/command.ts";
 // The single entry point: `edgeway <program> [subcommand…] [flags]`.
 import { ConfigError } from "../lib/config/index.ts";
-import { type Command, UsageError } from "../lib/cli/command.ts";
 
 // Each area's commands load lazily so `edgeway --help` stays fast and one area cannot break another.
 const AREAS: Record<string, () => Promise<{ commands: Command[] }>> = {
@@ -14,13 +14,20 @@ const AREAS: Record<string, () => Promise<{ commands: Command[] }>> = {
 
 async function allCommands(): Promise<Command[]> {
   const lists = await Promise.all(
-    Object.values(AREAS).map((load) => load().then((m) => m.commands, () => [] as Command[])),
+    Object.values(AREAS).map((load) =>
+      load().then(
+        (m) => m.commands,
+        () => [] as Command[],
+      ),
+    ),
   );
   return lists.flat();
 }
 
 function helpText(commands: Command[]): string {
-  const rows = commands.map((c) => `  edgeway ${c.path.join(" ")}${c.usage ? ` ${c.usage}` : ""}\n      ${c.summary}`);
+  const rows = commands.map(
+    (c) => `  edgeway ${c.path.join(" ")}${c.usage ? ` ${c.usage}` : ""}\n      ${c.summary}`,
+  );
   return `edgeway: edge gateway and node agent\n\nUsage:\n${rows.join("\n")}\n\n  edgeway --help | <command> --help\n`;
 }
 

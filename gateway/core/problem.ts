@@ -55,7 +55,13 @@ export interface ProblemBody {
   [extension: string]: unknown;
 }
 
-export function problemBody(status: number, code: string, detail: string, requestId?: string, extra?: Record<string, unknown>): ProblemBody {
+export function problemBody(
+  status: number,
+  code: string,
+  detail: string,
+  requestId?: string,
+  extra?: Record<string, unknown>,
+): ProblemBody {
   return {
     type: PROBLEM_BASE + code,
     title: TITLES[status] ?? "Error",

@@ -1,2 +1,10 @@
-export { ConfigError, expandEnv, formatIssues, formatKeyPath, loadConfigFile, parseConfigText, validateConfig } from "./load.ts";
+export {
+  ConfigError,
+  expandEnv,
+  formatIssues,
+  formatKeyPath,
+  loadConfigFile,
+  parseConfigText,
+  validateConfig,
+} from "./load.ts";
 export { byteSize, duration, parseByteSize, parseDuration } from "./units.ts";

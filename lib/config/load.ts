@@ -36,7 +36,9 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
     let reason = issue.message;
     if (issue.code === "invalid_type") {
       reason =
-        issue.input === undefined ? "is required" : `expected ${issue.expected}, got ${received(issue.input)}`;
+        issue.input === undefined
+          ? "is required"
+          : `expected ${issue.expected}, got ${received(issue.input)}`;
     } else if (issue.code === "unrecognized_keys") {
       reason = `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => JSON.stringify(k)).join(", ")}`;
     } else if (issue.code === "invalid_value") {

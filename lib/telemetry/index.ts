@@ -123,7 +123,9 @@ export function createTelemetry(opts: TelemetryOptions): Telemetry {
     logger,
     tracingEnabled: provider !== undefined,
     async shutdown() {
-      await provider?.shutdown().catch((err: unknown) => logger.warn({ err }, "trace exporter shutdown failed"));
+      await provider
+        ?.shutdown()
+        .catch((err: unknown) => logger.warn({ err }, "trace exporter shutdown failed"));
       logger.flush();
     },
   };
