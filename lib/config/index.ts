@@ -5,6 +5,7 @@ export {
   formatKeyPath,
   loadConfigFile,
   parseConfigText,
+  parseYamlText,
   validateConfig,
 } from "./load.ts";
 export { byteSize, duration, parseByteSize, parseDuration } from "./units.ts";

@@ -55,8 +55,8 @@ export function validateConfig<S extends z.ZodType>(schema: S, data: unknown, fi
   return result.data;
 }
 
-/** Parses YAML text (reporting syntax errors with line numbers) and validates it. */
-export function parseConfigText<S extends z.ZodType>(schema: S, text: string, file?: string): z.output<S> {
+/** Parses YAML text (syntax errors carry line numbers; duplicate keys are errors) and expands ${ENV}. */
+export function parseYamlText(text: string, file?: string): unknown {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(
@@ -64,7 +64,12 @@ export function parseConfigText<S extends z.ZodType>(schema: S, text: string, fi
       doc.errors.map((e) => `line ${e.linePos?.[0]?.line ?? "?"}: ${e.message.split("\n")[0]}`),
     );
   }
-  return validateConfig(schema, expandEnv(doc.toJS() ?? {}), file);
+  return expandEnv(doc.toJS() ?? {});
+}
+
+/** Parses YAML text and validates it. */
+export function parseConfigText<S extends z.ZodType>(schema: S, text: string, file?: string): z.output<S> {
+  return validateConfig(schema, parseYamlText(text, file), file);
 }
 
 /** Reads and validates a YAML config file. */

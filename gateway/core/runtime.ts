@@ -1,0 +1,157 @@
+import type { Logger } from "pino";
+import type { Telemetry } from "../../lib/telemetry/index.ts";
+import type { GatewayMetrics } from "../telemetry/metrics.ts";
+import type { LoadedConfig } from "./config.ts";
+import { Router } from "./router.ts";
+import type { RouteConfig } from "./schema.ts";
+import type { AdminRoute, Filter, FilterSetup, Handler } from "./types.ts";
+import { createDispatcher } from "./upstream/dispatcher.ts";
+import { type EndpointPool, UpstreamService } from "./upstream/service.ts";
+
+/** A route ready to serve: its composed handler and the settings the server needs per request. */
+export interface RouteRuntime {
+  readonly name: string;
+  readonly serviceName: string;
+  readonly config: RouteConfig;
+  readonly handler: Handler;
+  readonly filters: Filter[];
+  /** Prefix the path match used (for strip/rewrite). */
+  readonly prefix: string;
+}
+
+/** Process-wide singletons shared across reloads (see FilterSetup.shared). */
+export class SharedRegistry {
+  private readonly items = new Map<string, unknown>();
+  get<T>(key: string, init: () => T): T {
+    if (!this.items.has(key)) this.items.set(key, init());
+    return this.items.get(key) as T;
+  }
+  async closeAll(logger: Logger): Promise<void> {
+    for (const [key, item] of this.items) {
+      const close = (item as { close?: () => unknown })?.close;
+      if (typeof close === "function") {
+        try {
+          await close.call(item);
+        } catch (err) {
+          logger.warn({ err, key }, "closing shared resource failed");
+        }
+      }
+    }
+    this.items.clear();
+  }
+}
+
+/** Everything built from one config version. Replaced wholesale on reload. */
+export class Runtime {
+  readonly config: LoadedConfig;
+  readonly router: Router<RouteRuntime>;
+  readonly routes: RouteRuntime[];
+  readonly services = new Map<string, UpstreamService>();
+  readonly adminRoutes: AdminRoute[] = [];
+  /** Requests currently using this runtime; the old runtime closes when it reaches 0 after a reload. */
+  inflight = 0;
+
+  private constructor(config: LoadedConfig, routes: RouteRuntime[], services: Map<string, UpstreamService>) {
+    this.config = config;
+    this.routes = routes;
+    this.services = services;
+    this.router = new Router(
+      routes.map((r) => ({
+        host: r.config.match.host,
+        path: r.config.match.path,
+        methods: r.config.match.methods,
+        route: r,
+      })),
+    );
+  }
+
+  static async build(
+    config: LoadedConfig,
+    deps: {
+      telemetry: Telemetry;
+      metrics: GatewayMetrics;
+      endpoints: EndpointPool;
+      shared: SharedRegistry;
+      withAdmin: boolean;
+    },
+  ): Promise<Runtime> {
+    const { core } = config;
+    const logger = deps.telemetry.logger;
+    const services = new Map<string, UpstreamService>();
+    for (const [name, svc] of Object.entries(core.services)) {
+      services.set(name, new UpstreamService(name, svc, deps.endpoints, deps.metrics, logger));
+    }
+    const serviceUse = new Map<string, number>();
+    for (const r of core.routes) serviceUse.set(r.service, (serviceUse.get(r.service) ?? 0) + 1);
+
+    const routes: RouteRuntime[] = [];
+    const built: Filter[] = [];
+    try {
+      for (let i = 0; i < core.routes.length; i++) {
+        const rc = core.routes[i]!;
+        const name = rc.name ?? (serviceUse.get(rc.service)! > 1 ? `${rc.service}_${i}` : rc.service);
+        const service = services.get(rc.service)!;
+        const dispatcher = createDispatcher({
+          routeName: name,
+          service,
+          timeouts: rc.timeouts,
+          maxAttempts: rc.retries.attempts + 1,
+          maxBodySize: rc.maxBodySize,
+          defaultRegion: core.region,
+          regionFallback: core.regionFallback,
+          metrics: deps.metrics,
+        });
+        const filters: Filter[] = [];
+        for (const spec of config.routeFilters[i]!) {
+          const setup: FilterSetup<unknown> = {
+            routeName: name,
+            serviceName: rc.service,
+            global: config.globals.get(spec.factory.name),
+            telemetry: deps.telemetry,
+            logger: logger.child({ filter: spec.factory.name, route: name }),
+            shared: (key, init) => deps.shared.get(`${spec.factory.name}:${key}`, init),
+          };
+          const f = await spec.factory.create(spec.config, setup);
+          filters.push(f);
+          built.push(f);
+        }
+        // Outermost filter first: wrap from the innermost (the dispatcher) outwards.
+        let handler: Handler = dispatcher;
+        for (let k = filters.length - 1; k >= 0; k--) handler = filters[k]!.wrap(handler);
+        routes.push({ name, serviceName: rc.service, config: rc, handler, filters, prefix: rc.match.path });
+      }
+    } catch (err) {
+      await Promise.allSettled(built.map((f) => f.close?.()));
+      throw err;
+    }
+    const rt = new Runtime(config, routes, services);
+    if (deps.withAdmin) {
+      const seen = new Set<string>();
+      for (const specs of config.routeFilters) {
+        for (const spec of specs) {
+          if (seen.has(spec.factory.name) || !spec.factory.admin) continue;
+          seen.add(spec.factory.name);
+          rt.adminRoutes.push(
+            ...spec.factory.admin({
+              global: config.globals.get(spec.factory.name),
+              telemetry: deps.telemetry,
+              logger: logger.child({ filter: spec.factory.name }),
+              shared: (key, init) => deps.shared.get(`${spec.factory.name}:${key}`, init),
+            }),
+          );
+        }
+      }
+    }
+    return rt;
+  }
+
+  startHealthChecks(): void {
+    for (const s of this.services.values()) s.startHealthChecks(2000);
+  }
+
+  /** Stops health checks and closes filters. Endpoint pools are closed by the server (they may be reused). */
+  async close(): Promise<void> {
+    for (const s of this.services.values()) s.stopHealthChecks();
+    await Promise.allSettled(this.routes.flatMap((r) => r.filters.map((f) => f.close?.())));
+  }
+}

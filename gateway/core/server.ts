@@ -1,0 +1,602 @@
+import { watch } from "node:fs";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+import {
+  type Context,
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+} from "@opentelemetry/api";
+import type { Logger } from "pino";
+import { ConfigError } from "../../lib/config/index.ts";
+import type { Telemetry } from "../../lib/telemetry/index.ts";
+import { GatewayMetrics } from "../telemetry/metrics.ts";
+import { type LoadedConfig, loadGatewayConfig } from "./config.ts";
+import { addForwardingHeaders, clientAddress, requestIdFor, withoutHopByHop } from "./headers.ts";
+import { GatewayError, problemBody, sendProblem } from "./problem.ts";
+import { hostOnly } from "./router.ts";
+import { type RouteRuntime, Runtime, SharedRegistry } from "./runtime.ts";
+import type { Exchange, GatewayResponse, HeaderMap } from "./types.ts";
+import type { EndpointPool } from "./upstream/service.ts";
+import { handleUpgrade } from "./websocket.ts";
+
+const NOOP_SPAN = trace.wrapSpanContext({
+  traceId: "00000000000000000000000000000000",
+  spanId: "0000000000000000",
+  traceFlags: 0,
+});
+const tracer = () => trace.getTracer("edgeway-gateway");
+
+/** Dot segments (also percent-encoded) would let "/public/../admin" match a "/public" route. */
+const DOT_SEGMENT = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)/i;
+
+export interface GatewayServerOptions {
+  config: LoadedConfig;
+  telemetry: Telemetry;
+  /** Watch the config file and reload on change (SIGHUP always reloads). */
+  watchConfig?: boolean;
+  /** In a cluster worker the primary serves the admin port. */
+  serveAdmin?: boolean;
+}
+
+/** The proxy listener, its admin listener, the live runtime and reload/drain. */
+export class GatewayServer {
+  readonly telemetry: Telemetry;
+  readonly metrics: GatewayMetrics;
+  readonly logger: Logger;
+  runtime!: Runtime;
+  private readonly endpoints: EndpointPool = new Map();
+  private readonly shared = new SharedRegistry();
+  private proxy: Server | undefined;
+  private admin: Server | undefined;
+  private readonly serveAdmin: boolean;
+  private draining = false;
+  private started = false;
+  private watcher: ReturnType<typeof watch> | undefined;
+  private reloading: Promise<boolean> | undefined;
+  private readonly sockets = new Set<Socket>();
+  private readonly accessLog: boolean;
+  private readonly via: string;
+  private initial: LoadedConfig;
+  private readonly watchConfig: boolean;
+
+  constructor(opts: GatewayServerOptions) {
+    this.telemetry = opts.telemetry;
+    this.logger = opts.telemetry.logger;
+    this.metrics = new GatewayMetrics(opts.telemetry.registry);
+    this.serveAdmin = opts.serveAdmin ?? true;
+    this.accessLog = opts.config.core.telemetry.logs.access;
+    this.via = `1.1 ${opts.config.core.server.name}`;
+    this.initial = opts.config;
+    this.watchConfig = opts.watchConfig ?? false;
+  }
+
+  get proxyAddress(): { host: string; port: number } {
+    const a = this.proxy?.address();
+    return a && typeof a === "object" ? { host: a.address, port: a.port } : { host: "", port: 0 };
+  }
+  get adminAddress(): { host: string; port: number } {
+    const a = this.admin?.address();
+    return a && typeof a === "object" ? { host: a.address, port: a.port } : { host: "", port: 0 };
+  }
+  get ready(): boolean {
+    return this.started && !this.draining;
+  }
+
+  async start(opts: { reusePort?: boolean } = {}): Promise<void> {
+    this.runtime = await Runtime.build(this.initial, this.runtimeDeps());
+    this.runtime.startHealthChecks();
+    const s = this.initial.core.server;
+    const proxy = createServer(
+      {
+        maxHeaderSize: s.maxHeaderSize,
+        headersTimeout: s.headersTimeout,
+        requestTimeout: s.requestTimeout,
+        keepAliveTimeout: s.keepAliveTimeout,
+        requireHostHeader: true,
+        joinDuplicateHeaders: false,
+        // Node rejects obs-fold, bad bytes, CL+TE and conflicting Content-Length itself in strict mode.
+        insecureHTTPParser: false,
+      },
+      (req, res) => this.handle(req, res),
+    );
+    proxy.on("connection", (socket: Socket) => {
+      this.sockets.add(socket);
+      this.metrics.activeConnections.inc();
+      socket.once("close", () => {
+        this.sockets.delete(socket);
+        this.metrics.activeConnections.dec();
+      });
+    });
+    proxy.on("clientError", (err, socket) =>
+      this.onClientError(err as NodeJS.ErrnoException, socket as Socket),
+    );
+    proxy.on("upgrade", (req, socket, head) => {
+      const route = this.match(req);
+      if (!route) {
+        (socket as Socket).end(rawProblem(404, "no_route", "no route matches this request"));
+        return;
+      }
+      handleUpgrade(this, route, req, socket as Socket, head);
+    });
+    this.proxy = proxy;
+    await listen(proxy, s.listen.host, s.listen.port, opts.reusePort);
+    if (this.serveAdmin) {
+      this.admin = createServer((req, res) => this.handleAdmin(req, res));
+      await listen(this.admin, this.initial.core.admin.listen.host, this.initial.core.admin.listen.port);
+    }
+    if (this.watchConfig && this.initial.file) this.watchFile(this.initial.file);
+    this.started = true;
+    this.logger.info(
+      {
+        proxy: this.proxyAddress,
+        admin: this.serveAdmin ? this.adminAddress : undefined,
+        routes: this.runtime.routes.length,
+      },
+      "gateway listening",
+    );
+  }
+
+  private runtimeDeps() {
+    return {
+      telemetry: this.telemetry,
+      metrics: this.metrics,
+      endpoints: this.endpoints,
+      shared: this.shared,
+      withAdmin: true,
+    };
+  }
+
+  match(req: IncomingMessage): RouteRuntime | undefined {
+    const url = req.url ?? "/";
+    const q = url.indexOf("?");
+    const path = q === -1 ? url : url.slice(0, q);
+    return this.runtime.router.match(hostOnly(req.headers.host), path, req.method ?? "GET");
+  }
+
+  // ---- the request path -------------------------------------------------------------------------
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const started = performance.now();
+    const rt = this.runtime;
+    rt.inflight++;
+    this.metrics.inflight.inc();
+    const requestId = requestIdFor(req.headers["x-request-id"]);
+    let routeName = "none";
+    let ex: Exchange | undefined;
+    let span: Span = NOOP_SPAN;
+
+    res.once("close", () => {
+      rt.inflight--;
+      this.metrics.inflight.dec();
+      const status = res.writableFinished ? res.statusCode : 499;
+      const seconds = (performance.now() - started) / 1000;
+      this.metrics.observeRequest(routeName, req.method ?? "GET", status, seconds);
+      if (span !== NOOP_SPAN) {
+        span.setAttribute("http.response.status_code", status);
+        if (status >= 500)
+          span.setAttribute("error.type", String(status)).setStatus({ code: SpanStatusCode.ERROR });
+        span.end();
+      }
+      if (this.accessLog) {
+        this.logger.info(
+          {
+            type: "access",
+            request_id: requestId,
+            trace_id: span === NOOP_SPAN ? undefined : span.spanContext().traceId,
+            method: req.method,
+            path: req.url,
+            route: routeName,
+            upstream: ex?.upstream,
+            status,
+            duration_ms: Math.round(seconds * 1e6) / 1000,
+            bytes_in: Number(req.headers["content-length"] ?? 0) || undefined,
+            bytes_out: Number(res.getHeader("content-length") ?? 0) || undefined,
+            client: clientAddress(req.socket.remoteAddress),
+            ...ex?.logFields,
+          },
+          "request",
+        );
+      }
+      if (rt !== this.runtime && rt.inflight === 0) void rt.close();
+    });
+
+    const url = req.url ?? "/";
+    if (url.charCodeAt(0) !== 47 /* / */) {
+      sendProblem(res, 400, "bad_request_target", "only origin-form request targets are accepted", {
+        requestId,
+      });
+      return;
+    }
+    const q = url.indexOf("?");
+    const pathname = q === -1 ? url : url.slice(0, q);
+    const search = q === -1 ? "" : url.slice(q);
+    if (DOT_SEGMENT.test(pathname)) {
+      sendProblem(res, 400, "bad_path", "dot segments are not allowed in the path", { requestId });
+      return;
+    }
+    const hostHeader = req.headers.host ?? "";
+    const route = rt.router.match(hostOnly(hostHeader), pathname, req.method ?? "GET");
+    if (!route) {
+      sendProblem(res, 404, "no_route", "no route matches this request", { requestId });
+      return;
+    }
+    routeName = route.name;
+
+    let traceContext: Context = ROOT_CONTEXT;
+    if (this.telemetry.tracingEnabled) {
+      const parent = propagation.extract(ROOT_CONTEXT, req.headers);
+      span = tracer().startSpan(
+        `${req.method} ${route.config.match.path}`,
+        {
+          kind: SpanKind.SERVER,
+          attributes: {
+            "http.request.method": req.method,
+            "url.path": pathname,
+            "url.scheme": "http",
+            "http.route": route.config.match.path,
+            "server.address": hostOnly(hostHeader),
+            "client.address": clientAddress(req.socket.remoteAddress),
+            "user_agent.original": req.headers["user-agent"],
+            "edgeway.route": route.name,
+            "edgeway.request_id": requestId,
+          },
+        },
+        parent,
+      );
+      traceContext = trace.setSpan(parent, span);
+    }
+
+    const clientIp = clientAddress(req.socket.remoteAddress);
+    const headers = withoutHopByHop(req.headers);
+    addForwardingHeaders(headers, { clientIp, protocol: "http", host: hostHeader, via: this.via, requestId });
+    if (!route.config.preserveHost) delete headers.host;
+
+    let path = url;
+    if (route.config.stripPrefix || route.config.rewritePrefix) {
+      const prefix = route.prefix === "/" ? "" : route.prefix.replace(/\/$/, "");
+      let rest = url.slice(prefix.length);
+      if (rest === "" || rest.charCodeAt(0) === 63) rest = `/${rest}`;
+      const target = route.config.rewritePrefix ? route.config.rewritePrefix.replace(/\/$/, "") : "";
+      path = target + rest;
+    }
+
+    const hasBody =
+      req.headers["transfer-encoding"] !== undefined || (Number(req.headers["content-length"]) || 0) > 0;
+    const abort = new AbortController();
+    res.once("close", () => {
+      if (!res.writableFinished) abort.abort();
+    });
+
+    ex = {
+      id: requestId,
+      routeName: route.name,
+      serviceName: route.serviceName,
+      incoming: req,
+      pathname,
+      search,
+      clientIp,
+      protocol: "http",
+      host: hostHeader,
+      request: { method: req.method ?? "GET", path, headers, body: hasBody ? req : null },
+      region: undefined,
+      regionStrict: false,
+      responseHeaders: {},
+      signal: abort.signal,
+      span,
+      traceContext,
+      logger: this.logger,
+      upstream: undefined,
+      state: {},
+      logFields: {},
+    };
+    const exchange = ex;
+    const run = () =>
+      route.handler(exchange).then(
+        (out) => this.respond(res, exchange, out),
+        (err: unknown) => this.fail(res, exchange, err),
+      );
+    if (span === NOOP_SPAN) void run();
+    else void context.with(traceContext, run);
+  }
+
+  private respond(res: ServerResponse, ex: Exchange, out: GatewayResponse): void {
+    if (res.destroyed) {
+      destroyBody(out);
+      return;
+    }
+    const headers = withoutHopByHop(out.headers);
+    const hasTrailers = out.trailers !== undefined && out.headers.trailer !== undefined;
+    if (hasTrailers) {
+      headers.trailer = out.headers.trailer;
+      delete headers["content-length"];
+    }
+    headers.via = headers.via === undefined ? this.via : `${headers.via}, ${this.via}`;
+    headers["x-request-id"] = ex.id;
+    for (const k in ex.responseHeaders) headers[k] = ex.responseHeaders[k];
+    const body = out.body;
+    if (typeof body === "string" || Buffer.isBuffer(body)) {
+      if (headers["content-length"] === undefined)
+        headers["content-length"] = String(Buffer.byteLength(body));
+    }
+    try {
+      res.writeHead(out.status, headers as Record<string, string | string[]>);
+    } catch (err) {
+      destroyBody(out);
+      this.fail(
+        res,
+        ex,
+        new GatewayError(502, "bad_upstream_response", `upstream sent an invalid response header`, {
+          cause: err,
+        }),
+      );
+      return;
+    }
+    if (body === null || ex.request.method === "HEAD") {
+      if (body !== null && typeof body === "object" && !Buffer.isBuffer(body)) body.resume();
+      res.end();
+      return;
+    }
+    if (typeof body === "string" || Buffer.isBuffer(body)) {
+      res.end(body);
+      return;
+    }
+    body.once("error", (err) => {
+      ex.logger.warn({ err, request_id: ex.id, route: ex.routeName }, "response body failed mid-stream");
+      res.destroy(err);
+    });
+    if (hasTrailers) {
+      body.pipe(res, { end: false });
+      body.once("end", () => {
+        if (out.trailers && Object.keys(out.trailers).length > 0) res.addTrailers(out.trailers);
+        res.end();
+      });
+    } else {
+      body.pipe(res);
+    }
+  }
+
+  private fail(res: ServerResponse, ex: Exchange, err: unknown): void {
+    if (err instanceof GatewayError) {
+      if (err.status === 499) {
+        res.destroy();
+        return;
+      }
+      this.metrics.problems.labels(ex.routeName, err.code).inc();
+      if (err.status >= 500) {
+        ex.logger.warn(
+          { request_id: ex.id, route: ex.routeName, code: err.code, err: err.cause ?? err.message },
+          err.message,
+        );
+      }
+      if (ex.request.body && !Buffer.isBuffer(ex.request.body) && !ex.request.body.readableEnded) {
+        // Unread request body: let Node discard it so the connection can be reused, or close it.
+        res.shouldKeepAlive = false;
+      }
+      sendProblem(res, err.status, err.code, err.message, {
+        requestId: ex.id,
+        headers: err.headers,
+        extra: err.extra,
+      });
+      return;
+    }
+    this.metrics.problems.labels(ex.routeName, "internal").inc();
+    ex.logger.error({ err, request_id: ex.id, route: ex.routeName }, "unexpected error on the request path");
+    sendProblem(res, 500, "internal", "the gateway failed to handle this request", { requestId: ex.id });
+  }
+
+  private onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    if (err.code === "ECONNRESET" || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    let status = 400;
+    let code = "bad_request";
+    let detail = "malformed HTTP request";
+    if (err.code === "HPE_HEADER_OVERFLOW") {
+      status = 431;
+      code = "headers_too_large";
+      detail = "request header fields are too large";
+    } else if (err.code === "ERR_HTTP_REQUEST_TIMEOUT" || err.code === "HPE_HEADERS_TIMEOUT") {
+      status = 408;
+      code = "request_timeout";
+      detail = "the request was not received in time";
+    } else if (err.code === "HPE_UNEXPECTED_CONTENT_LENGTH" || err.code === "HPE_INVALID_TRANSFER_ENCODING") {
+      code = "ambiguous_framing";
+      detail = "conflicting Content-Length/Transfer-Encoding";
+    } else if (err.code === "HPE_INVALID_HEADER_TOKEN" || err.code === "HPE_INVALID_CONTENT_LENGTH") {
+      code = "bad_header";
+      detail = "invalid header bytes";
+    }
+    this.metrics.problems.labels("none", code).inc();
+    this.logger.debug({ code: err.code, reason: err.message }, "client error");
+    socket.end(rawProblem(status, code, detail));
+  }
+
+  // ---- admin ------------------------------------------------------------------------------------
+
+  async handleAdmin(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? "/").split("?")[0];
+    try {
+      if (path === "/healthz") return json(res, 200, { status: "ok" });
+      if (path === "/readyz") {
+        return json(res, this.ready ? 200 : 503, {
+          status: this.ready ? "ready" : this.draining ? "draining" : "starting",
+        });
+      }
+      if (path === "/metrics") {
+        const body = await this.telemetry.registry.metrics();
+        res.writeHead(200, { "content-type": this.telemetry.registry.contentType });
+        res.end(body);
+        return;
+      }
+      const route = this.runtime.adminRoutes.find((r) => r.path === path);
+      if (!route) return sendProblem(res, 404, "not_found", `no admin endpoint ${path}`);
+      if (route.method !== req.method)
+        return sendProblem(res, 405, "method_not_allowed", `use ${route.method}`, {
+          headers: { allow: route.method },
+        });
+      const token = this.initial.core.admin.token;
+      if (route.method !== "GET" && token && req.headers.authorization !== `Bearer ${token}`) {
+        return sendProblem(res, 401, "admin_token_required", "a valid admin bearer token is required", {
+          headers: { "www-authenticate": 'Bearer realm="edgeway-admin"' },
+        });
+      }
+      const body = await readBody(req, 16 * 1024 * 1024);
+      const out = await this.runAdminRoute(route.method, path, body, req);
+      res.writeHead(out.status, {
+        "content-type": "application/json",
+        ...(out.headers as Record<string, string>),
+      });
+      res.end(JSON.stringify(out.body));
+    } catch (err) {
+      if (err instanceof GatewayError) return sendProblem(res, err.status, err.code, err.message);
+      this.logger.error({ err }, "admin endpoint failed");
+      sendProblem(res, 500, "internal", (err as Error).message);
+    }
+  }
+
+  /** Runs a feature's admin endpoint in this process (a cluster primary overrides this to fan out). */
+  async runAdminRoute(method: string, path: string, body: Buffer, req: IncomingMessage | undefined) {
+    const route = this.runtime.adminRoutes.find((r) => r.path === path && r.method === method);
+    if (!route) throw new GatewayError(404, "not_found", `no admin endpoint ${path}`);
+    return route.handle(req ?? ({ headers: {}, method, url: path } as IncomingMessage), body);
+  }
+
+  // ---- reload and drain -------------------------------------------------------------------------
+
+  /** Loads the config file again; keeps the running config when the new one is invalid. */
+  reload(): Promise<boolean> {
+    if (this.reloading) return this.reloading;
+    const file = this.initial.file;
+    this.reloading = (async () => {
+      try {
+        if (!file) throw new Error("no config file to reload from");
+        const next = loadGatewayConfig(file);
+        const old = this.runtime;
+        const rt = await Runtime.build(next, this.runtimeDeps());
+        this.runtime = rt;
+        this.initial = next;
+        rt.startHealthChecks();
+        await old.close().catch(() => {});
+        this.closeUnusedEndpoints(rt);
+        this.metrics.reloads.labels("success").inc();
+        this.logger.info({ file, routes: rt.routes.length }, "configuration reloaded");
+        return true;
+      } catch (err) {
+        this.metrics.reloads.labels("failure").inc();
+        const reason = err instanceof ConfigError ? err.problems : (err as Error).message;
+        this.logger.error({ file, reason }, "configuration reload failed; keeping the running configuration");
+        return false;
+      } finally {
+        this.reloading = undefined;
+      }
+    })();
+    return this.reloading;
+  }
+
+  private closeUnusedEndpoints(rt: Runtime): void {
+    const used = new Set<string>();
+    for (const [name, svc] of rt.services)
+      for (const k of svc.endpointKeys(rt.config.core.services[name]!)) used.add(k);
+    for (const [key, e] of this.endpoints) {
+      if (!used.has(key)) {
+        this.endpoints.delete(key);
+        void e.close(); // waits for in-flight requests on it
+      }
+    }
+  }
+
+  private watchFile(file: string): void {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      this.watcher = watch(file, () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => void this.reload(), 200);
+      });
+      this.watcher.unref();
+    } catch (err) {
+      this.logger.warn({ err, file }, "cannot watch the config file; SIGHUP still reloads");
+    }
+  }
+
+  /**
+   * Graceful stop: not ready at once, stop accepting, let in-flight requests finish until the
+   * deadline, then cut what is left and close the upstream pools.
+   */
+  async drain(deadlineMs = this.initial.core.server.drainTimeout): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    this.watcher?.close();
+    this.logger.info({ deadline_ms: deadlineMs }, "draining");
+    const proxy = this.proxy;
+    const closed = proxy ? new Promise<void>((r) => proxy.close(() => r())) : Promise.resolve();
+    proxy?.closeIdleConnections();
+    const idleSweep = setInterval(() => proxy?.closeIdleConnections(), 100);
+    const deadline = new Promise<"deadline">((r) => setTimeout(() => r("deadline"), deadlineMs).unref());
+    const result = await Promise.race([closed.then(() => "drained" as const), deadline]);
+    clearInterval(idleSweep);
+    if (result === "deadline") {
+      this.logger.warn({ open: this.sockets.size }, "drain deadline passed; closing remaining connections");
+      proxy?.closeAllConnections();
+    }
+    await this.runtime.close();
+    await Promise.allSettled([...this.endpoints.values()].map((e) => e.destroy()));
+    await this.shared.closeAll(this.logger);
+    await new Promise<void>((r) => (this.admin ? this.admin.close(() => r()) : r()));
+    this.admin?.closeAllConnections();
+  }
+}
+
+function listen(server: Server, host: string, port: number, reusePort?: boolean): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ host, port, reusePort, exclusive: reusePort ? true : undefined }, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" });
+  res.end(text);
+}
+
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        reject(new GatewayError(413, "body_too_large", `body exceeds ${limit} bytes`));
+        req.destroy();
+      } else chunks.push(c);
+    });
+    req.once("end", () => resolve(Buffer.concat(chunks)));
+    req.once("error", reject);
+  });
+}
+
+/** A problem response written straight to a socket (the parser failed, so there is no ServerResponse). */
+export function rawProblem(status: number, code: string, detail: string): string {
+  const body = JSON.stringify(problemBody(status, code, detail));
+  const reason = problemBody(status, code, detail).title;
+  return (
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+    `Cache-Control: no-store\r\nConnection: close\r\n\r\n${body}`
+  );
+}
+
+function destroyBody(out: GatewayResponse): void {
+  const b = out.body;
+  if (b && typeof b === "object" && !Buffer.isBuffer(b)) b.destroy();
+}
+
+export type { HeaderMap };

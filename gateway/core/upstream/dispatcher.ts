@@ -1,0 +1,291 @@
+import { type Readable, Transform } from "node:stream";
+import { type Context, propagation, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import { errors as undiciErrors } from "undici";
+import type { GatewayMetrics } from "../../telemetry/metrics.ts";
+import { withoutHopByHop } from "../headers.ts";
+import { GatewayError } from "../problem.ts";
+import type { TimeoutsConfig } from "../schema.ts";
+import type { Exchange, GatewayResponse, Handler } from "../types.ts";
+import type { Endpoint } from "./endpoint.ts";
+import type { UpstreamService } from "./service.ts";
+
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+
+/** The gateway answers `Expect: 100-continue` itself (Node does), and undici refuses the field. */
+const DROP_UPSTREAM = new Set(["expect"]);
+
+export type FailureKind =
+  | "connect"
+  | "reset"
+  | "connect_timeout"
+  | "response_header_timeout"
+  | "aborted"
+  | "other";
+
+/** Classifies an undici failure that happened before any response byte. */
+export function classifyUpstreamError(err: unknown): FailureKind {
+  const code = (err as { code?: string })?.code;
+  if (err instanceof undiciErrors.ConnectTimeoutError || code === "UND_ERR_CONNECT_TIMEOUT")
+    return "connect_timeout";
+  if (err instanceof undiciErrors.HeadersTimeoutError || code === "UND_ERR_HEADERS_TIMEOUT")
+    return "response_header_timeout";
+  if (
+    err instanceof undiciErrors.RequestAbortedError ||
+    code === "UND_ERR_ABORTED" ||
+    (err as Error)?.name === "AbortError"
+  )
+    return "aborted";
+  if (
+    code === "ECONNREFUSED" ||
+    code === "ENOTFOUND" ||
+    code === "EHOSTUNREACH" ||
+    code === "ENETUNREACH" ||
+    code === "EAI_AGAIN"
+  )
+    return "connect";
+  if (code === "ECONNRESET" || code === "EPIPE" || code === "UND_ERR_SOCKET" || code === "UND_ERR_CLOSED")
+    return "reset";
+  return "other";
+}
+
+/** May this failed attempt be sent again? Only idempotent, replayable requests that got no response byte. */
+export function isRetryable(kind: FailureKind, method: string, bodyReplayable: boolean): boolean {
+  if (!IDEMPOTENT.has(method) || !bodyReplayable) return false;
+  return kind === "connect" || kind === "reset" || kind === "connect_timeout";
+}
+
+export interface RouteUpstream {
+  routeName: string;
+  service: UpstreamService;
+  timeouts: TimeoutsConfig;
+  maxAttempts: number;
+  maxBodySize: number;
+  defaultRegion: string;
+  regionFallback: readonly string[];
+  metrics: GatewayMetrics;
+}
+
+/** Counts request body bytes and fails the stream once it passes the route's limit. */
+function limitBody(source: Readable, max: number): Readable {
+  let seen = 0;
+  const limiter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      seen += chunk.length;
+      if (seen > max) cb(new GatewayError(413, "body_too_large", `request body exceeds ${max} bytes`));
+      else cb(null, chunk);
+    },
+  });
+  source.on("error", (err) => limiter.destroy(err));
+  return source.pipe(limiter);
+}
+
+const tracer = () => trace.getTracer("edgeway-gateway");
+
+function injectTrace(ctx: Context, headers: Record<string, string | string[] | undefined>): void {
+  propagation.inject(ctx, headers, {
+    set(carrier, key, value) {
+      carrier[key] = value;
+    },
+  });
+}
+
+/**
+ * The innermost handler: sends `ex.request` to one endpoint of the route's service through its undici pool,
+ * retrying idempotent requests on connect errors and resets (budgeted), and returns the streaming response.
+ */
+export function createDispatcher(r: RouteUpstream): Handler {
+  const { service, timeouts, metrics } = r;
+  return async function dispatch(ex: Exchange): Promise<GatewayResponse> {
+    const req = ex.request;
+    let body: Readable | Buffer | null = req.body;
+    if (body && !Buffer.isBuffer(body)) {
+      const declared = Number(ex.incoming.headers["content-length"]);
+      if (Number.isFinite(declared) && declared > r.maxBodySize) {
+        throw new GatewayError(
+          413,
+          "body_too_large",
+          `request body of ${declared} bytes exceeds ${r.maxBodySize}`,
+        );
+      }
+      if (!Number.isFinite(declared)) body = limitBody(body, r.maxBodySize);
+    } else if (body && body.length > r.maxBodySize) {
+      throw new GatewayError(413, "body_too_large", `request body exceeds ${r.maxBodySize} bytes`);
+    }
+    const replayable = body === null || Buffer.isBuffer(body);
+    const headers = withoutHopByHop(req.headers, DROP_UPSTREAM);
+    // undici frames buffered bodies itself; a streamed client body keeps its declared length.
+    if (body === null || Buffer.isBuffer(body)) delete headers["content-length"];
+    // Trailers reach the client only if the upstream knows the client accepts them.
+    const te = ex.incoming.headers.te;
+    if (te && String(te).toLowerCase().includes("trailers")) headers.te = "trailers";
+
+    service.retryBudget.deposit();
+    const preferred = ex.region ?? r.defaultRegion;
+    let tried: Set<Endpoint> | undefined;
+    for (let attempt = 1; ; attempt++) {
+      const endpoint = service.pick(preferred, ex.regionStrict, r.regionFallback, tried);
+      if (!endpoint) {
+        throw new GatewayError(
+          503,
+          "no_healthy_upstream",
+          `no healthy endpoint for service "${service.name}"`,
+          {
+            headers: { "retry-after": "5" },
+          },
+        );
+      }
+      const span = ex.span.isRecording()
+        ? tracer().startSpan(
+            `${req.method}`,
+            {
+              kind: SpanKind.CLIENT,
+              attributes: {
+                "http.request.method": req.method,
+                "server.address": endpoint.origin,
+                "url.full": endpoint.origin + req.path,
+                "http.request.resend_count": attempt - 1,
+                "edgeway.region": endpoint.region,
+              },
+            },
+            ex.traceContext,
+          )
+        : undefined;
+      // Unsampled requests keep the client's traceparent as received (it is forwarded like any header).
+      if (span) injectTrace(trace.setSpan(ex.traceContext, span), headers);
+
+      ex.upstream = {
+        service: service.name,
+        endpoint: endpoint.url,
+        region: endpoint.region,
+        attempts: attempt,
+      };
+      endpoint.outstanding++;
+      const started = performance.now();
+      try {
+        const res = await endpoint.pool(timeouts.connect).request({
+          path: req.path,
+          method: req.method as "GET",
+          headers: headers as Record<string, string>,
+          body,
+          headersTimeout: timeouts.responseHeader,
+          bodyTimeout: timeouts.idleBody,
+          signal: ex.signal,
+          idempotent: IDEMPOTENT.has(req.method),
+          blocking: false,
+        });
+        metrics.upstreamDuration
+          .labels(service.name, endpoint.url, endpoint.region)
+          .observe((performance.now() - started) / 1000);
+        const status = res.statusCode;
+        if (status === 502 || status === 503 || status === 504) service.reportFailure(endpoint);
+        else service.reportSuccess(endpoint);
+        const resBody = res.body;
+        let released = false;
+        const release = () => {
+          if (released) return;
+          released = true;
+          endpoint.outstanding--;
+        };
+        resBody.once("close", release);
+        resBody.once("end", release);
+        resBody.once("error", (err: Error) => {
+          release();
+          if (err instanceof undiciErrors.BodyTimeoutError) {
+            metrics.upstreamTimeouts.labels(service.name, endpoint.url, endpoint.region, "idle_body").inc();
+          }
+          span?.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+        });
+        if (span) {
+          span.setAttribute("http.response.status_code", status);
+          if (status >= 500)
+            span.setAttributes({ "error.type": String(status) }).setStatus({ code: SpanStatusCode.ERROR });
+          span.end();
+        }
+        const out: GatewayResponse = {
+          status,
+          headers: res.headers as Record<string, string | string[]>,
+          body: req.method === "HEAD" || status === 204 || status === 304 ? drained(resBody) : resBody,
+        };
+        if (headers.te === "trailers") out.trailers = res.trailers as Record<string, string>;
+        return out;
+      } catch (err) {
+        endpoint.outstanding--;
+        if (err instanceof GatewayError) {
+          span?.end();
+          throw err;
+        }
+        const kind = classifyUpstreamError(err);
+        if (span) {
+          span.recordException(err as Error);
+          span.setAttribute("error.type", kind);
+          span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+          span.end();
+        }
+        if (kind === "aborted")
+          throw new GatewayError(499, "client_closed", "client closed the request", { cause: err });
+        const labels = [service.name, endpoint.url, endpoint.region] as const;
+        if (kind === "connect" || kind === "reset") metrics.upstreamConnectErrors.labels(...labels).inc();
+        else if (kind === "connect_timeout") metrics.upstreamTimeouts.labels(...labels, "connect").inc();
+        else if (kind === "response_header_timeout")
+          metrics.upstreamTimeouts.labels(...labels, "response_header").inc();
+        if (kind !== "other") service.reportFailure(endpoint);
+
+        if (attempt < r.maxAttempts && isRetryable(kind, req.method, replayable)) {
+          if (service.retryBudget.tryWithdraw()) {
+            metrics.upstreamRetries.labels(service.name).inc();
+            tried ??= new Set();
+            tried.add(endpoint);
+            // A single-endpoint service retries the same endpoint (a stale keep-alive reset is the usual cause).
+            if (tried.size >= service.all.length) tried.clear();
+            continue;
+          }
+          metrics.retryBudgetExhausted.labels(service.name).inc();
+        }
+        throw upstreamProblem(kind, service.name, err);
+      }
+    }
+  };
+}
+
+/** HEAD, 204 and 304 carry no body: drain what undici holds and hand the client nothing. */
+function drained(body: Readable & { dump?: () => Promise<void> }): null {
+  if (body.dump) body.dump().catch(() => {});
+  else body.resume();
+  return null;
+}
+
+function upstreamProblem(kind: FailureKind, service: string, cause: unknown): GatewayError {
+  switch (kind) {
+    case "connect_timeout":
+      return new GatewayError(
+        504,
+        "upstream_connect_timeout",
+        `timed out connecting to service "${service}"`,
+        { cause },
+      );
+    case "response_header_timeout":
+      return new GatewayError(504, "upstream_timeout", `service "${service}" did not answer in time`, {
+        cause,
+      });
+    case "connect":
+      return new GatewayError(502, "upstream_unreachable", `service "${service}" refused the connection`, {
+        cause,
+      });
+    case "reset":
+      return new GatewayError(
+        502,
+        "upstream_reset",
+        `service "${service}" closed the connection before answering`,
+        { cause },
+      );
+    default:
+      return new GatewayError(
+        502,
+        "upstream_error",
+        `service "${service}" failed: ${(cause as Error)?.message ?? cause}`,
+        {
+          cause,
+        },
+      );
+  }
+}
