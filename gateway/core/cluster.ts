@@ -82,7 +82,7 @@ export class ClusterPrimary {
   }
 
   private workers(): Worker[] {
-    return Object.values(cluster.workers ?? {}).filter((w): w is Worker => w?.isConnected());
+    return Object.values(cluster.workers ?? {}).filter((w): w is Worker => w?.isConnected() === true);
   }
 
   private async handleAdmin(req: IncomingMessage, res: ServerResponse): Promise<void> {
