@@ -280,7 +280,8 @@ export class Scheduler {
           summary: rec.summary,
           error: rec.error,
         };
-        if (rec.result === "success") jobLogger.info(fields, "job run finished");
+        // Scheduled successes of frequent readers would flood the log: debug, unless started by hand.
+        if (rec.result === "success") jobLogger[opts.manual ? "info" : "debug"](fields, "job run finished");
         else jobLogger.error(fields, "job run failed");
         return rec;
       });

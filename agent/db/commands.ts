@@ -1,0 +1,3 @@
+import type { Command } from "../../lib/cli/command.ts";
+
+export const dbCommands: Command[] = [];
