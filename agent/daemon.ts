@@ -88,7 +88,6 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentDaemon> 
   logger.info(
     {
       node: config.agent.nodeName,
-      region: config.agent.region,
       admin: admin.address,
       jobs: scheduler.jobNames,
     },
