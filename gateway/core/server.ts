@@ -97,7 +97,10 @@ export class GatewayServer {
         headersTimeout: s.headersTimeout,
         requestTimeout: s.requestTimeout,
         keepAliveTimeout: s.keepAliveTimeout,
-        requireHostHeader: true,
+        // How often Node checks the header/request deadlines; the default (30 s) lets slowloris linger.
+        connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(s.headersTimeout / 2))),
+        // Checked in handle() instead, so the 400 carries a problem body.
+        requireHostHeader: false,
         joinDuplicateHeaders: false,
         // Node rejects obs-fold, bad bytes, CL+TE and conflicting Content-Length itself in strict mode.
         insecureHTTPParser: false,
@@ -169,6 +172,7 @@ export class GatewayServer {
     let routeName = "none";
     let ex: Exchange | undefined;
     let span: Span = NOOP_SPAN;
+    const clientIp = clientAddress(req.socket.remoteAddress);
 
     res.once("close", () => {
       rt.inflight--;
@@ -196,7 +200,7 @@ export class GatewayServer {
             duration_ms: Math.round(seconds * 1e6) / 1000,
             bytes_in: Number(req.headers["content-length"] ?? 0) || undefined,
             bytes_out: Number(res.getHeader("content-length") ?? 0) || undefined,
-            client: clientAddress(req.socket.remoteAddress),
+            client: clientIp,
             ...ex?.logFields,
           },
           "request",
@@ -220,6 +224,10 @@ export class GatewayServer {
       return;
     }
     const hostHeader = req.headers.host ?? "";
+    if (!hostHeader && req.httpVersionMinor >= 1) {
+      sendProblem(res, 400, "missing_host", "HTTP/1.1 requests need a Host header", { requestId });
+      return;
+    }
     const route = rt.router.match(hostOnly(hostHeader), pathname, req.method ?? "GET");
     if (!route) {
       sendProblem(res, 404, "no_route", "no route matches this request", { requestId });
@@ -240,7 +248,7 @@ export class GatewayServer {
             "url.scheme": "http",
             "http.route": route.config.match.path,
             "server.address": hostOnly(hostHeader),
-            "client.address": clientAddress(req.socket.remoteAddress),
+            "client.address": clientIp,
             "user_agent.original": req.headers["user-agent"],
             "edgeway.route": route.name,
             "edgeway.request_id": requestId,
@@ -251,7 +259,6 @@ export class GatewayServer {
       traceContext = trace.setSpan(parent, span);
     }
 
-    const clientIp = clientAddress(req.socket.remoteAddress);
     const headers = withoutHopByHop(req.headers);
     addForwardingHeaders(headers, { clientIp, protocol: "http", host: hostHeader, via: this.via, requestId });
     if (!route.config.preserveHost) delete headers.host;

@@ -2,6 +2,8 @@
  * A retry budget (like Finagle's and Envoy's): every request deposits `ratio` of a token, time deposits
  * `minPerSecond`, and each retry withdraws one. A failing upstream can add at most `ratio` extra load.
  */
+const UNIT = 1000; // tokens are kept in thousandths so 0.2·10 makes exactly 2
+
 export class RetryBudget {
   private tokens: number;
   private last: number;
@@ -11,11 +13,11 @@ export class RetryBudget {
   private readonly now: () => number;
 
   constructor(ratio: number, minPerSecond: number, now: () => number = Date.now) {
-    this.ratio = ratio;
-    this.minPerSecond = minPerSecond;
+    this.ratio = Math.round(ratio * UNIT);
+    this.minPerSecond = minPerSecond * UNIT;
     this.now = now;
     // Enough headroom for a one-second burst at the floor rate plus the ratio's share of 100 requests.
-    this.cap = Math.max(1, minPerSecond + ratio * 100);
+    this.cap = Math.max(UNIT, Math.round((minPerSecond + ratio * 100) * UNIT));
     this.tokens = this.cap;
     this.last = now();
   }
@@ -23,7 +25,10 @@ export class RetryBudget {
   private refill(): void {
     const t = this.now();
     if (t > this.last) {
-      this.tokens = Math.min(this.cap, this.tokens + ((t - this.last) / 1000) * this.minPerSecond);
+      this.tokens = Math.min(
+        this.cap,
+        this.tokens + Math.floor(((t - this.last) * this.minPerSecond) / 1000),
+      );
       this.last = t;
     }
   }
@@ -36,8 +41,8 @@ export class RetryBudget {
   /** True (and a token spent) when a retry is allowed now. */
   tryWithdraw(): boolean {
     this.refill();
-    if (this.tokens >= 1) {
-      this.tokens -= 1;
+    if (this.tokens >= UNIT) {
+      this.tokens -= UNIT;
       return true;
     }
     return false;
@@ -45,6 +50,6 @@ export class RetryBudget {
 
   get available(): number {
     this.refill();
-    return this.tokens;
+    return this.tokens / UNIT;
   }
 }
