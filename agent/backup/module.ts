@@ -1,10 +1,129 @@
-import { z } from "zod";
+import type { Command } from "../../lib/cli/command.ts";
 import type { AgentModule } from "../module.ts";
+import type { Job } from "../scheduler/job.ts";
+import { runBaseBackup } from "./base.ts";
+import { backupCommands } from "./commands.ts";
+import { type BackupConfig, backupConfigSchema } from "./config.ts";
+import { type DrillReport, runDrill } from "./drill.ts";
+import { createBackupEnv } from "./env.ts";
+import { runLogicalDump } from "./logical.ts";
+import { prune } from "./prune.ts";
+import { WalArchiver } from "./wal.ts";
+import type { BackupEnv } from "./writer.ts";
 
-// Placeholder until the backup module lands: accepts an empty section and runs no jobs.
-export const backupModule: AgentModule<unknown> = {
+export type { BackupConfig } from "./config.ts";
+export { backupConfigSchema } from "./config.ts";
+
+export const BASE_JOB = "backup-base";
+export const WAL_JOB = "backup-wal";
+export const LOGICAL_JOB = "backup-logical";
+export const PRUNE_JOB = "backup-prune";
+export const DRILL_JOB = "backup-drill";
+
+const HOUR = 3_600_000;
+
+/** The backup jobs on the agent's scheduler; exported for tests, which call run() directly. */
+export function backupJobs(env: BackupEnv): Job[] {
+  const { config } = env;
+  if (!config.enabled) return [];
+  const jobs: Job[] = [];
+  jobs.push({
+    name: BASE_JOB,
+    schedule: config.base.schedule,
+    timeoutMs: config.base.timeout,
+    jitterMs: 60_000,
+    async run(ctx) {
+      const m = await runBaseBackup(env, ctx.signal);
+      const bytes = m.files.reduce((n, f) => n + f.size, 0);
+      return {
+        summary: `base ${m.id}: ${bytes} bytes, ${m.startLsn}..${m.stopLsn}`,
+        details: { id: m.id, bytes },
+      };
+    },
+  });
+  if (config.wal.enabled) {
+    const archiver = new WalArchiver(env);
+    let last: unknown;
+    jobs.push({
+      name: WAL_JOB,
+      schedule: config.wal.schedule,
+      timeoutMs: 10 * 60_000,
+      jitterMs: 0,
+      async run(ctx) {
+        const r = await archiver.tick(ctx.signal);
+        last = { ...r, at: new Date().toISOString() };
+        return { summary: `${r.segments} segment(s) shipped${r.partial ? `, partial ${r.partial}` : ""}` };
+      },
+      status: () => ({ last: last ?? null, rpoSeconds: rpoSeconds(env) }),
+      close: () => archiver.stop(),
+    });
+  }
+  if (config.logical.enabled && config.logical.tables.length > 0) {
+    jobs.push({
+      name: LOGICAL_JOB,
+      schedule: config.logical.schedule,
+      timeoutMs: 6 * HOUR,
+      jitterMs: 60_000,
+      async run(ctx) {
+        const m = await runLogicalDump(env, ctx.signal);
+        return { summary: `logical ${m.id}: ${m.files[0]?.size ?? 0} bytes, kept until ${m.retainUntil}` };
+      },
+    });
+  }
+  jobs.push({
+    name: PRUNE_JOB,
+    schedule: config.retention.schedule,
+    timeoutMs: HOUR,
+    jitterMs: 60_000,
+    async run(ctx) {
+      const r = await prune(env, { dryRun: ctx.args.dryRun === "true" });
+      return {
+        summary: `kept ${r.keep.length}, deleted ${r.deleted.length}, refused ${r.refused.length}, debris ${r.debrisRemoved}`,
+        details: r,
+      };
+    },
+  });
+  if (config.drill.enabled) {
+    let lastDrill: DrillReport | undefined;
+    jobs.push({
+      name: DRILL_JOB,
+      schedule: config.drill.schedule,
+      timeoutMs: config.drill.timeout + 60_000,
+      jitterMs: 0,
+      async run(ctx) {
+        const target = ctx.args.targetTime ?? ctx.args["target-time"];
+        const targetTime = target ? new Date(target) : undefined;
+        if (targetTime && Number.isNaN(targetTime.getTime()))
+          throw new Error(`invalid target time ${target}`);
+        lastDrill = await runDrill(env, { targetTime, signal: ctx.signal });
+        if (!lastDrill.ok) throw new Error(`restore drill failed: ${lastDrill.error}`);
+        return {
+          summary: `restored ${lastDrill.baseId} in ${lastDrill.rtoSeconds.toFixed(1)} s`,
+          details: lastDrill,
+        };
+      },
+      status: () => lastDrill ?? null,
+    });
+  }
+  return jobs;
+}
+
+function rpoSeconds(env: BackupEnv): number | null {
+  const at = env.metrics.walArchivedAt;
+  return at === undefined ? null : (Date.now() - at) / 1000;
+}
+
+export const backupModule: AgentModule<BackupConfig> = {
   name: "backup",
-  schema: z.unknown(),
-  createJobs: () => [],
-  commands: [],
+  schema: backupConfigSchema,
+  createJobs(config, deps) {
+    const env = createBackupEnv(config, {
+      pgUrl: deps.pgUrl,
+      nodeName: deps.nodeName,
+      logger: deps.telemetry.logger.child({ module: "backup" }),
+      registry: deps.telemetry.registry,
+    });
+    return backupJobs(env);
+  },
+  commands: backupCommands as Command[],
 };

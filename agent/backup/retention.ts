@@ -145,7 +145,10 @@ export function planRetention(
   const reasons = new Map<string, Set<KeepReason>>();
   const add = (item: RetentionItem, reason: KeepReason) => {
     let set = reasons.get(item.id);
-    if (!set) reasons.set(item.id, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      reasons.set(item.id, set);
+    }
     set.add(reason);
   };
   const today = dayNumber(civilDate(now, policy.timeZone));
