@@ -1,5 +1,5 @@
 import { connect } from "node:net";
-import t from "tap";
+import t, { type Test } from "tap";
 import { request } from "undici";
 import { serviceAt, startGateway, startUpstream, type TestUpstream } from "../../helpers/gateway.ts";
 
@@ -20,7 +20,7 @@ async function rawRequest(port: number, text: string): Promise<string> {
   });
 }
 
-async function echoGateway(t: Tap.Test, routeExtra: Record<string, unknown> = {}, upstream?: TestUpstream) {
+async function echoGateway(t: Test, routeExtra: Record<string, unknown> = {}, upstream?: TestUpstream) {
   const up =
     upstream ??
     (await startUpstream((req, res) => {

@@ -1,0 +1,86 @@
+/**
+ * Runs the real CLI (`node bin/edgeway.ts gateway --config FILE`) as a child process and waits until its
+ * admin port says ready. Used where a test needs the process itself: memory, signals, workers, exit codes.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { stringify } from "yaml";
+
+export const REPO = new URL("../../", import.meta.url).pathname;
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export function writeConfig(config: unknown): string {
+  const dir = mkdtempSync(join(tmpdir(), "edgeway-cfg-"));
+  const file = join(dir, "gateway.yaml");
+  writeFileSync(file, typeof config === "string" ? config : stringify(config));
+  return file;
+}
+
+export interface SpawnedGateway {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Spawns `edgeway <args>` with Node 24 from node_modules (process.execPath is Node 24 under npm/tap). */
+export function spawnEdgeway(args: string[], env: Record<string, string> = {}): SpawnedGateway {
+  const child = spawn(process.execPath, [join(REPO, "bin/edgeway.ts"), ...args], {
+    cwd: REPO,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout!.on("data", (d) => {
+    out += d;
+  });
+  child.stderr!.on("data", (d) => {
+    out += d;
+  });
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  return {
+    child,
+    output: () => out,
+    exited,
+    async stop(signal: NodeJS.Signals = "SIGTERM") {
+      if (child.exitCode === null) child.kill(signal);
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}
+
+export async function waitReady(adminUrl: string, timeoutMs = 15_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    try {
+      const r = await fetch(`${adminUrl}/readyz`);
+      if (r.status === 200) return;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`not ready at ${adminUrl} after ${timeoutMs}ms`);
+}
+
+/** Peak resident set size (VmHWM) of a process, in bytes. */
+export async function peakRss(pid: number): Promise<number> {
+  const { readFile } = await import("node:fs/promises");
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  const m = /VmHWM:\s+(\d+) kB/.exec(status);
+  return m ? Number(m[1]) * 1024 : 0;
+}
