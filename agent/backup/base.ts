@@ -23,7 +23,8 @@ export function parseBasebackupLog(stderr: string): {
 
 /**
  * One physical base backup with pg_basebackup, shipped to storage and committed by its manifest.
- * WAL comes from the continuous archive (-X none), as with pgBackRest: the base plus archived WAL restores.
+ * -X fetch puts the WAL needed for consistency into the tar, so each base backup restores on its own; the WAL
+ * archiver's replication slot keeps that WAL on the server until the backup has fetched it.
  */
 export async function runBaseBackup(env: BackupEnv, signal?: AbortSignal): Promise<BackupManifest> {
   await checkStorage(env);
@@ -41,12 +42,13 @@ export async function runBaseBackup(env: BackupEnv, signal?: AbortSignal): Promi
     env.pgUrl,
     "-Ft",
     "-X",
-    "none",
+    "fetch",
     "--checkpoint=fast",
     "-v",
     "--label",
     `edgeway ${id}`,
   ];
+  if (config.base.maxRate) common.push(`--max-rate=${config.base.maxRate}`);
   const files: ManifestFile[] = [];
   let stderr = "";
 

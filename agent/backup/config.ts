@@ -58,6 +58,11 @@ export const backupConfigSchema = z.strictObject({
         .enum(["client-zstd", "client-lz4", "server-zstd", "server-lz4", "none"])
         .default("client-zstd"),
       level: z.number().int().min(1).max(19).optional(),
+      /** pg_basebackup --max-rate (e.g. "50MiB"): caps the read load on the primary. */
+      maxRate: z
+        .string()
+        .regex(/^\d+[kM]?$/)
+        .optional(),
       spoolDir: z.string().default("/var/lib/edgeway/backup-spool"),
       timeout: duration().default(6 * 3_600_000),
     })

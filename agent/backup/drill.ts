@@ -138,7 +138,7 @@ export async function runDrill(
     await writeFile(join(dataDir, "pg_hba.conf"), "local all all trust\nhost all all 0.0.0.0/0 reject\n");
     await writeFile(join(dataDir, "pg_ident.conf"), "");
     const target = opts.targetTime
-      ? `recovery_target_time = '${opts.targetTime.toISOString()}'\nrecovery_target_action = 'promote'\n`
+      ? `recovery_target_time = '${opts.targetTime.toISOString().replace("T", " ").replace("Z", "+00")}'\nrecovery_target_action = 'promote'\n`
       : "";
     await appendFile(
       join(dataDir, "postgresql.auto.conf"),

@@ -67,13 +67,14 @@ export async function verifyBackups(
       }
     }
     if (problems.length === 0 && m.set === "base" && opts.deep !== false) {
-      const missing = missingWal(entry, wal);
+      // PITR from this base needs the archive to continue from its start.
+      const missing = env.config.wal.enabled ? missingWal(entry, wal) : [];
       if (missing.length) problems.push(`WAL not archived: ${missing.join(", ")}`);
       const dir = await mkdtemp(join(env.config.drill.scratchDir ?? tmpdir(), "edgeway-verify-"));
       try {
         await extractBase(env, entry, join(dir, "data"));
-        // -n: WAL is checked above against the archive rather than inside the backup (taken with -X none).
-        const r = await run(pgBin("pg_verifybackup", env.config.pgBinDir), ["-n", "-q", join(dir, "data")]);
+        // Checks every file against PostgreSQL's backup_manifest and parses the WAL the backup carries.
+        const r = await run(pgBin("pg_verifybackup", env.config.pgBinDir), ["-q", join(dir, "data")]);
         if (r.code !== 0) problems.push(`pg_verifybackup: ${r.stderr.trim()}`);
       } catch (err) {
         problems.push(`unpack: ${(err as Error).message}`);
