@@ -42,7 +42,8 @@ const check = z.strictObject({
 });
 
 export const backupConfigSchema = z.strictObject({
-  enabled: z.boolean().default(true),
+  /** Opt-in: a node needs a decision about where its backups go before the agent starts shipping WAL. */
+  enabled: z.boolean().default(false),
   storage: z.discriminatedUnion("type", [fsStorage, s3Storage]).prefault({ type: "fs" }),
   /** Directory of the PostgreSQL client/server binaries; default `pg_config --bindir`. */
   pgBinDir: z.string().optional(),

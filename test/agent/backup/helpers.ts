@@ -76,7 +76,7 @@ export function tempDir(t: { teardown(fn: () => void): void }, name = "edgeway-b
 }
 
 export function backupConfig(raw: Record<string, unknown>): BackupConfig {
-  return backupConfigSchema.parse(raw);
+  return backupConfigSchema.parse({ enabled: true, ...raw });
 }
 
 /** A BackupEnv for tests: a fresh registry and a silent logger. */
