@@ -1,0 +1,505 @@
+/**
+ * RFC 9111 shared-cache policy as pure functions: directive parsing, storability (§3), freshness
+ * lifetime and age (§4.2), reuse decisions with request directives (§4, §5.2.1), Vary secondary keys
+ * (§4.1), 304 header merging (§4.3.4), invalidation targets (§4.4) and cache keys. No I/O, no clocks:
+ * every time is passed in (ms since the epoch), so each rule is unit-tested on its own.
+ */
+import type { HeaderMap } from "../core/types.ts";
+
+export type Directives = Map<string, string | true>;
+
+/** Per-route policy knobs; each override and the rule it breaks is listed in docs/cache.md. */
+export interface CachePolicy {
+  /** Share responses to requests with Authorization only when the origin allows it (§3.5), unless scoped. */
+  scope: "public" | "per-tenant" | "per-user";
+  /** Freshness for responses without explicit freshness (instead of the Last-Modified heuristic). */
+  defaultTtl: number | undefined;
+  /** Freshness that replaces the origin's (max-age, s-maxage, Expires, no-cache, must-revalidate). */
+  forceTtl: number | undefined;
+  /** Store responses with no-store or private (only with forceTtl). */
+  ignoreNoStore: boolean;
+  /** Share responses carrying Set-Cookie. */
+  storeSetCookie: boolean;
+  /** stale-while-revalidate / stale-if-error windows used when the origin gives none (ms). */
+  staleWhileRevalidate: number;
+  staleIfError: number;
+  /** Heuristic freshness: fraction of (Date − Last-Modified), capped (ms). */
+  heuristicFraction: number;
+  heuristicMax: number;
+}
+
+export const DEFAULT_POLICY: CachePolicy = {
+  scope: "public",
+  defaultTtl: undefined,
+  forceTtl: undefined,
+  ignoreNoStore: false,
+  storeSetCookie: false,
+  staleWhileRevalidate: 0,
+  staleIfError: 0,
+  heuristicFraction: 0.1,
+  heuristicMax: 86_400_000,
+};
+
+export function headerValue(h: HeaderMap, name: string): string | undefined {
+  const v = h[name];
+  if (v === undefined) return undefined;
+  return Array.isArray(v) ? v.join(", ") : v;
+}
+
+/** Splits a comma list, respecting quoted strings. */
+function splitList(text: string): string[] {
+  const out: string[] = [];
+  let cur = "";
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === '"') quoted = !quoted;
+    if (c === "," && !quoted) {
+      out.push(cur);
+      cur = "";
+    } else cur += c;
+  }
+  out.push(cur);
+  return out.map((s) => s.trim()).filter((s) => s !== "");
+}
+
+/**
+ * Parses Cache-Control (or Pragma) into lower-case directive names. Duplicates keep the first value,
+ * except that a malformed duplicate makes the directive invalid (handled by `deltaSeconds`).
+ */
+export function parseCacheControl(value: string | undefined): Directives {
+  const out: Directives = new Map();
+  if (!value) return out;
+  for (const part of splitList(value)) {
+    const eq = part.indexOf("=");
+    const name = (eq === -1 ? part : part.slice(0, eq)).trim().toLowerCase();
+    if (!name) continue;
+    let arg: string | true = true;
+    if (eq !== -1) {
+      arg = part.slice(eq + 1).trim();
+      if (arg.startsWith('"') && arg.endsWith('"') && arg.length >= 2) arg = arg.slice(1, -1);
+    }
+    if (out.has(name)) {
+      // Conflicting duplicates of a delta directive: be conservative (RFC 9111 §4.2.1: treat as stale).
+      if (out.get(name) !== arg) out.set(name, "invalid");
+      continue;
+    }
+    out.set(name, arg);
+  }
+  return out;
+}
+
+/** delta-seconds (§1.2.2): digits only; huge values clamp to 2^31; anything else is invalid. */
+export function deltaSeconds(v: string | true | undefined): number | undefined {
+  if (v === undefined || v === true) return undefined;
+  if (!/^\d+$/.test(v)) return undefined;
+  const n = Number(v);
+  return Math.min(n, 2_147_483_648);
+}
+
+/** IMF-fixdate and the obsolete formats (§5.6.7 of RFC 9110); undefined when unparsable. */
+export function parseHttpDate(v: string | undefined): number | undefined {
+  if (!v) return undefined;
+  const s = v.trim();
+  if (!/^[A-Za-z]{3},? |^[A-Za-z]+, \d/.test(s) && !/^[A-Za-z]{3} [A-Za-z]{3} /.test(s)) return undefined;
+  const t = Date.parse(s.replace(/-/g, " "));
+  return Number.isFinite(t) ? t : undefined;
+}
+
+export function formatHttpDate(ms: number): string {
+  return new Date(ms).toUTCString();
+}
+
+const UNDERSTOOD_STATUS = new Set([
+  200, 203, 204, 206, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501,
+]);
+/** §4.2.2: status codes defined as heuristically cacheable. */
+const HEURISTIC_STATUS = new Set([200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501]);
+
+export interface StorabilityInput {
+  method: string;
+  status: number;
+  requestHeaders: HeaderMap;
+  responseHeaders: HeaderMap;
+  /** The route shares the entry only within one user's or tenant's scope. */
+  scoped: boolean;
+}
+
+export type Storability = { store: true } | { store: false; reason: string };
+
+/** §3 (storing responses) for a shared cache, with §3.5 (Authorization) and the route's overrides. */
+export function storability(i: StorabilityInput, p: CachePolicy): Storability {
+  if (i.method !== "GET") return { store: false, reason: "method" };
+  // 206 needs range-merging storage we do not implement; other unknown codes are not understood.
+  if (!UNDERSTOOD_STATUS.has(i.status) || i.status === 206) return { store: false, reason: "status" };
+  const req = requestDirectives(i.requestHeaders);
+  const res = parseCacheControl(headerValue(i.responseHeaders, "cache-control"));
+  const override = p.ignoreNoStore && p.forceTtl !== undefined;
+  if (req.has("no-store") && !override) return { store: false, reason: "request-no-store" };
+  if (res.has("no-store") && !override) return { store: false, reason: "no-store" };
+  if (res.has("private") && !override) return { store: false, reason: "private" };
+  const vary = headerValue(i.responseHeaders, "vary");
+  if (vary && splitList(vary).some((v) => v === "*")) return { store: false, reason: "vary-star" };
+  if (i.responseHeaders["set-cookie"] !== undefined && !p.storeSetCookie)
+    return { store: false, reason: "set-cookie" };
+  if (i.requestHeaders.authorization !== undefined && !i.scoped) {
+    if (!res.has("public") && !res.has("s-maxage") && !res.has("must-revalidate"))
+      return { store: false, reason: "authorization" };
+  }
+  if (p.forceTtl !== undefined || p.defaultTtl !== undefined) return { store: true };
+  const explicit =
+    res.has("public") ||
+    res.has("max-age") ||
+    res.has("s-maxage") ||
+    i.responseHeaders.expires !== undefined ||
+    HEURISTIC_STATUS.has(i.status);
+  if (!explicit) return { store: false, reason: "no-freshness" };
+  return { store: true };
+}
+
+/** Request directives, with `Pragma: no-cache` standing for `no-cache` when Cache-Control is absent. */
+export function requestDirectives(h: HeaderMap): Directives {
+  const cc = headerValue(h, "cache-control");
+  if (cc !== undefined) return parseCacheControl(cc);
+  const pragma = headerValue(h, "pragma");
+  const d: Directives = new Map();
+  if (pragma && /(^|,)\s*no-cache\s*(,|$)/i.test(pragma)) d.set("no-cache", true);
+  return d;
+}
+
+/** §4.2.1 freshness lifetime in ms (0 when none), plus whether it was heuristic (§4.2.2). */
+export function freshnessLifetime(
+  status: number,
+  headers: HeaderMap,
+  p: CachePolicy,
+  /** When the response arrived: stands for a missing or invalid Date (RFC 9110 §6.6.1). */
+  received?: number,
+): { lifetime: number; heuristic: boolean } {
+  if (p.forceTtl !== undefined) return { lifetime: p.forceTtl, heuristic: false };
+  const cc = parseCacheControl(headerValue(headers, "cache-control"));
+  if (cc.has("s-maxage"))
+    return { lifetime: (deltaSeconds(cc.get("s-maxage")) ?? 0) * 1000, heuristic: false };
+  if (cc.has("max-age")) return { lifetime: (deltaSeconds(cc.get("max-age")) ?? 0) * 1000, heuristic: false };
+  const expiresRaw = headerValue(headers, "expires");
+  if (expiresRaw !== undefined) {
+    const expires = parseHttpDate(expiresRaw);
+    // An invalid Expires (e.g. "0") means already expired.
+    if (expires === undefined) return { lifetime: 0, heuristic: false };
+    const date = parseHttpDate(headerValue(headers, "date")) ?? received;
+    if (date === undefined) return { lifetime: 0, heuristic: false };
+    return { lifetime: Math.max(0, expires - date), heuristic: false };
+  }
+  if (p.defaultTtl !== undefined) return { lifetime: p.defaultTtl, heuristic: true };
+  if (!HEURISTIC_STATUS.has(status) && !cc.has("public")) return { lifetime: 0, heuristic: false };
+  const lm = parseHttpDate(headerValue(headers, "last-modified"));
+  const date = parseHttpDate(headerValue(headers, "date")) ?? received;
+  if (lm === undefined || date === undefined || lm >= date) return { lifetime: 0, heuristic: false };
+  return {
+    lifetime: Math.min(p.heuristicMax, Math.floor((date - lm) * p.heuristicFraction)),
+    heuristic: true,
+  };
+}
+
+/** What the cache remembers about when a response arrived, to compute its age (§4.2.3). */
+export interface Timing {
+  /** When the request that produced the response was sent. */
+  requestTime: number;
+  /** When the response headers arrived. */
+  responseTime: number;
+}
+
+/** §4.2.3 current_age in ms. */
+export function currentAge(headers: HeaderMap, t: Timing, now: number): number {
+  const date = parseHttpDate(headerValue(headers, "date")) ?? t.responseTime;
+  const ageValue = (deltaSeconds(headerValue(headers, "age")?.split(",")[0]?.trim()) ?? 0) * 1000;
+  const apparentAge = Math.max(0, t.responseTime - date);
+  const responseDelay = t.responseTime - t.requestTime;
+  const correctedAgeValue = ageValue + responseDelay;
+  const correctedInitialAge = Math.max(apparentAge, correctedAgeValue);
+  const residentTime = now - t.responseTime;
+  return correctedInitialAge + residentTime;
+}
+
+export interface StoredView {
+  status: number;
+  headers: HeaderMap;
+  timing: Timing;
+  /** Soft-purged: treat as stale whatever its age. */
+  invalidated: boolean;
+}
+
+export type Reuse =
+  /** Serve from the cache. */
+  | { kind: "fresh"; age: number; ttl: number }
+  /** Serve stale now and revalidate in the background (stale-while-revalidate). */
+  | { kind: "stale-while-revalidate"; age: number; ttl: number }
+  /** Must contact the origin; `staleIfError` says whether the stored response may answer if that fails. */
+  | { kind: "revalidate"; age: number; ttl: number; staleIfError: boolean; onlyIfCachedFail?: boolean };
+
+/** §4 + §5.2: may this stored response answer this request, and how. */
+export function reuseDecision(s: StoredView, requestHeaders: HeaderMap, p: CachePolicy, now: number): Reuse {
+  const res = parseCacheControl(headerValue(s.headers, "cache-control"));
+  const req = requestDirectives(requestHeaders);
+  const { lifetime } = freshnessLifetime(s.status, s.headers, p, s.timing.responseTime);
+  const age = currentAge(s.headers, s.timing, now);
+  const ttl = lifetime - age;
+  const forced = p.forceTtl !== undefined;
+  const mustRevalidate =
+    !forced && (res.has("must-revalidate") || res.has("proxy-revalidate") || res.has("s-maxage"));
+  const noCache = !forced && res.has("no-cache");
+  let fresh = ttl > 0 && !s.invalidated && !noCache;
+  if (fresh && req.has("no-cache")) fresh = false;
+  if (fresh && req.has("max-age")) {
+    const ma = deltaSeconds(req.get("max-age"));
+    if (ma !== undefined && age > ma * 1000) fresh = false;
+  }
+  if (fresh && req.has("min-fresh")) {
+    const mf = deltaSeconds(req.get("min-fresh"));
+    if (mf !== undefined && ttl < mf * 1000) fresh = false;
+  }
+  if (fresh) return { kind: "fresh", age, ttl };
+  const staleBy = -ttl;
+  // A request that accepts staleness (max-stale) may be served stale unless the origin forbids it.
+  if (!mustRevalidate && !noCache && !req.has("no-cache") && req.has("max-stale") && !s.invalidated) {
+    const ms = req.get("max-stale");
+    const limit = ms === true ? Number.POSITIVE_INFINITY : (deltaSeconds(ms) ?? 0) * 1000;
+    if (staleBy <= limit && ttl <= 0) return { kind: "fresh", age, ttl };
+  }
+  const swr = forced
+    ? p.staleWhileRevalidate
+    : (deltaSeconds(res.get("stale-while-revalidate")) ?? 0) * 1000 || p.staleWhileRevalidate;
+  const sie = forced
+    ? p.staleIfError
+    : (deltaSeconds(res.get("stale-if-error")) ?? 0) * 1000 || p.staleIfError;
+  const reqSie = deltaSeconds(req.get("stale-if-error"));
+  const sieWindow = Math.max(sie, (reqSie ?? 0) * 1000);
+  if (!mustRevalidate && !noCache && !req.has("no-cache") && swr > 0 && staleBy < swr)
+    return { kind: "stale-while-revalidate", age, ttl };
+  return {
+    kind: "revalidate",
+    age,
+    ttl,
+    staleIfError: !mustRevalidate && sieWindow > 0 && staleBy < sieWindow,
+    onlyIfCachedFail: req.has("only-if-cached"),
+  };
+}
+
+/** Validators for a conditional request (§4.3.1). */
+export function conditionalHeaders(stored: HeaderMap): HeaderMap | undefined {
+  const etag = headerValue(stored, "etag");
+  const lm = headerValue(stored, "last-modified");
+  if (!etag && !lm) return undefined;
+  const out: HeaderMap = {};
+  if (etag) out["if-none-match"] = etag;
+  if (lm) out["if-modified-since"] = lm;
+  return out;
+}
+
+/** Fields a 304 must not overwrite in the stored response (§4.3.4 and framing). */
+const NOT_UPDATED = new Set(["content-length", "content-encoding", "transfer-encoding", "content-range"]);
+
+/** §4.3.4: the stored headers updated with those of a 304 (or a HEAD response). */
+export function mergeNotModified(stored: HeaderMap, fresh: HeaderMap): HeaderMap {
+  const out: HeaderMap = { ...stored };
+  for (const name in fresh) {
+    if (NOT_UPDATED.has(name) || name.startsWith("x-cache") || name === "cache-status") continue;
+    const v = fresh[name];
+    if (v !== undefined) out[name] = v;
+  }
+  return out;
+}
+
+/** Is a 304 a valid update for this stored response (§4.3.4: strong/weak validator match)? */
+export function notModifiedMatches(stored: HeaderMap, fresh: HeaderMap): boolean {
+  const se = headerValue(stored, "etag");
+  const fe = headerValue(fresh, "etag");
+  if (fe !== undefined) return se !== undefined && weakEtag(se) === weakEtag(fe);
+  const slm = headerValue(stored, "last-modified");
+  const flm = headerValue(fresh, "last-modified");
+  if (flm !== undefined) return slm !== undefined && parseHttpDate(slm) === parseHttpDate(flm);
+  return true;
+}
+
+function weakEtag(e: string): string {
+  return e.trim().replace(/^W\//, "");
+}
+
+/** RFC 9110 §13.1.2/§13.1.3 evaluated by the cache for a client's own conditional GET. */
+export function clientNotModified(requestHeaders: HeaderMap, stored: HeaderMap): boolean {
+  const inm = headerValue(requestHeaders, "if-none-match");
+  if (inm !== undefined) {
+    const etag = headerValue(stored, "etag");
+    if (!etag) return false;
+    if (inm.trim() === "*") return true;
+    return splitList(inm).some((c) => weakEtag(c) === weakEtag(etag));
+  }
+  const ims = parseHttpDate(headerValue(requestHeaders, "if-modified-since"));
+  if (ims === undefined) return false;
+  const lm =
+    parseHttpDate(headerValue(stored, "last-modified")) ?? parseHttpDate(headerValue(stored, "date"));
+  return lm !== undefined && lm <= ims;
+}
+
+/** Header fields a 304 from the cache carries (RFC 9110 §15.4.5). */
+export const NOT_MODIFIED_FIELDS = [
+  "cache-control",
+  "content-location",
+  "date",
+  "etag",
+  "expires",
+  "vary",
+  "last-modified",
+  "age",
+];
+
+// ---- Vary and keys --------------------------------------------------------------------------------
+
+/** Lower-case, sorted field names from Vary; ["*"] when Vary is "*". */
+export function varyFields(headers: HeaderMap): string[] {
+  const v = headerValue(headers, "vary");
+  if (!v) return [];
+  const names = [...new Set(splitList(v).map((s) => s.toLowerCase()))];
+  return names.includes("*") ? ["*"] : names.sort();
+}
+
+/** §4.1 secondary key: the normalised request values of the Vary fields (absent ≠ empty). */
+export function secondaryKey(fields: readonly string[], requestHeaders: HeaderMap): string {
+  if (fields.length === 0) return "";
+  return fields
+    .map((f) => {
+      const v = requestHeaders[f];
+      if (v === undefined) return `${f}\u0001`;
+      const text = (Array.isArray(v) ? v.join(", ") : v)
+        .replace(/\s*,\s*/g, ",")
+        .replace(/\s+/g, " ")
+        .trim();
+      return `${f}=${text}`;
+    })
+    .join("\u0000");
+}
+
+export interface KeyOptions {
+  /** Query parameter names to drop; a trailing "*" matches a prefix (utm_*). */
+  dropParams: readonly string[];
+}
+
+/** Path plus query with parameters sorted (stable for equal names) and configured ones dropped. */
+export function normaliseTarget(pathname: string, search: string, o: KeyOptions): string {
+  if (search === "" || search === "?") return pathname;
+  const pairs = search
+    .slice(1)
+    .split("&")
+    .filter((s) => s !== "")
+    .map((s) => {
+      const eq = s.indexOf("=");
+      return { name: eq === -1 ? s : s.slice(0, eq), raw: s };
+    })
+    .filter(({ name }) => !dropped(safeDecode(name), o.dropParams));
+  if (pairs.length === 0) return pathname;
+  pairs.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return `${pathname}?${pairs.map((p) => p.raw).join("&")}`;
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, " "));
+  } catch {
+    return s;
+  }
+}
+
+function dropped(name: string, patterns: readonly string[]): boolean {
+  for (const p of patterns) {
+    if (p.endsWith("*") ? name.startsWith(p.slice(0, -1)) : name === p) return true;
+  }
+  return false;
+}
+
+/** Whom a stored entry may be served to. `undefined`: the request must not use the cache at all. */
+export function scopeTag(scope: CachePolicy["scope"], auth: AuthState | undefined): string | undefined {
+  if (scope === "public") return "pub";
+  if (!auth) return undefined;
+  if (scope === "per-tenant") return auth.tenant ? `t:${enc(auth.tenant)}` : undefined;
+  if (!auth.sub) return undefined;
+  return `u:${enc(auth.tenant ?? "")}:${enc(auth.sub)}`;
+}
+
+function enc(s: string): string {
+  return encodeURIComponent(s);
+}
+
+export interface AuthState {
+  sub: string;
+  tenant?: string;
+  clientId?: string;
+}
+
+/** Reads `ex.state.auth` as set by the token guard; anything malformed counts as absent. */
+export function authFromState(state: Record<string, unknown>): AuthState | undefined {
+  const a = state.auth as Partial<AuthState> | undefined;
+  if (!a || typeof a !== "object" || typeof a.sub !== "string") return undefined;
+  return {
+    sub: a.sub,
+    tenant: typeof a.tenant === "string" ? a.tenant : undefined,
+    clientId: typeof a.clientId === "string" ? a.clientId : undefined,
+  };
+}
+
+/** The primary key: method (HEAD reads GET entries) | scope | host + normalised target. */
+export function primaryKey(scope: string, host: string, target: string): string {
+  return `GET|${scope}|${host.toLowerCase()}${target}`;
+}
+
+/** The URL part of a primary key (host + normalised target), used for URL and prefix purges. */
+export function keyUrl(primary: string): string {
+  const a = primary.indexOf("|");
+  const b = primary.indexOf("|", a + 1);
+  return primary.slice(b + 1);
+}
+
+// ---- invalidation (§4.4) --------------------------------------------------------------------------
+
+const SAFE = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
+export function isUnsafe(method: string): boolean {
+  return !SAFE.has(method);
+}
+
+/**
+ * URLs (host + target) to invalidate after an unsafe request got a non-error answer: the target URI and
+ * same-host Location / Content-Location (§4.4).
+ */
+export function invalidationTargets(
+  status: number,
+  host: string,
+  target: string,
+  responseHeaders: HeaderMap,
+  o: KeyOptions,
+): string[] {
+  if (status < 200 || status >= 400) return [];
+  const h = host.toLowerCase();
+  const out = new Set([h + target]);
+  for (const name of ["location", "content-location"]) {
+    const v = headerValue(responseHeaders, name);
+    if (!v) continue;
+    try {
+      const u = new URL(v, `http://${h}${target}`);
+      if (u.host.toLowerCase() !== h) continue;
+      out.add(h + normaliseTarget(u.pathname, u.search, o));
+    } catch {
+      // Not a URL: nothing to invalidate.
+    }
+  }
+  return [...out];
+}
+
+// ---- tags ---------------------------------------------------------------------------------------
+
+/** Surrogate keys from Surrogate-Key (space separated) and Cache-Tag (comma separated). */
+export function responseTags(headers: HeaderMap): string[] {
+  const tags = new Set<string>();
+  const sk = headerValue(headers, "surrogate-key");
+  if (sk) for (const t of sk.split(/\s+/)) if (t) tags.add(t);
+  const ct = headerValue(headers, "cache-tag");
+  if (ct) for (const t of ct.split(",")) if (t.trim()) tags.add(t.trim());
+  return [...tags];
+}
