@@ -5,6 +5,7 @@
 import { cacheFilter } from "./cache/filter.ts";
 import type { FilterFactory } from "./core/types.ts";
 import { headersFilter } from "./headers/filter.ts";
+import { imagesFilter } from "./images/filter.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: each factory validates its own config type.
-export const FILTERS: readonly FilterFactory<any, any>[] = [cacheFilter, headersFilter];
+export const FILTERS: readonly FilterFactory<any, any>[] = [cacheFilter, headersFilter, imagesFilter];

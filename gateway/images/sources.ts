@@ -1,0 +1,392 @@
+/**
+ * Where source images come from: a local directory, the route's upstream (through the filter chain,
+ * revalidated with conditional requests) or allow-listed remote hosts (SSRF-guarded). Each gives a
+ * SourceRef: an identity that changes whenever the bytes change, and a way to get the bytes.
+ */
+import { createHash } from "node:crypto";
+import { lookup as dnsLookup, type LookupAddress } from "node:dns";
+import { open, realpath, stat } from "node:fs/promises";
+import { BlockList, isIP } from "node:net";
+import { extname, join, sep } from "node:path";
+import type { Readable } from "node:stream";
+import { Agent, request } from "undici";
+import { GatewayError } from "../core/problem.ts";
+import type { Body, Exchange, Handler } from "../core/types.ts";
+import { EXTENSION_TYPES } from "./transform.ts";
+
+export interface SourceRef {
+  /** Changes whenever the bytes may have changed (path + ETag/Last-Modified, or size + mtime). */
+  identity: string;
+  /** Content-Type the source claims (from the origin, or from the file extension). */
+  declaredType: string | undefined;
+  /** Bytes already fetched (a 200 during revalidation), else fetched by `load`. */
+  bytes: Buffer | undefined;
+  load(): Promise<Buffer>;
+}
+
+function tooLarge(max: number): GatewayError {
+  return new GatewayError(422, "image_source_too_large", `the source image is larger than ${max} bytes`);
+}
+
+/** Reads a body up to `max` bytes; past it the stream is destroyed and 422 thrown. */
+export async function readCapped(body: Body, max: number): Promise<Buffer> {
+  if (body === null) return Buffer.alloc(0);
+  if (typeof body === "string") body = Buffer.from(body);
+  if (Buffer.isBuffer(body)) {
+    if (body.length > max) throw tooLarge(max);
+    return body;
+  }
+  const chunks: Buffer[] = [];
+  let n = 0;
+  const stream = body as Readable;
+  try {
+    for await (const chunk of stream) {
+      n += (chunk as Buffer).length;
+      if (n > max) {
+        stream.destroy();
+        throw tooLarge(max);
+      }
+      chunks.push(chunk as Buffer);
+    }
+  } catch (err) {
+    if (err instanceof GatewayError) throw err;
+    throw new GatewayError(502, "image_source_error", "the source body failed mid-stream", { cause: err });
+  }
+  return Buffer.concat(chunks, n);
+}
+
+function drain(body: Body): void {
+  if (body && typeof body === "object" && !Buffer.isBuffer(body)) (body as Readable).resume();
+}
+
+// ---- directory ----------------------------------------------------------------------------------
+
+/**
+ * A file under `root` for the decoded path segments after the route prefix. Dot segments, encoded
+ * separators and NUL are refused before this (canonicalPath); the resolved real path must still be
+ * inside the real root, so symlinks cannot lead out of it.
+ */
+export async function directorySource(
+  root: string,
+  segments: string[],
+  maxBytes: number,
+): Promise<SourceRef> {
+  const notFound = () => new GatewayError(404, "image_not_found", "no such image");
+  if (segments.length === 0) throw notFound();
+  for (const s of segments) if (s === "" || s === "." || s === ".." || /[/\\\0]/.test(s)) throw notFound();
+  const realRoot = await realpath(root).catch(() => {
+    throw new GatewayError(503, "image_source_unavailable", "the image directory is not available");
+  });
+  let file: string;
+  try {
+    file = await realpath(join(realRoot, ...segments));
+  } catch {
+    throw notFound();
+  }
+  if (!file.startsWith(realRoot + sep)) throw notFound();
+  const st = await stat(file).catch(() => undefined);
+  if (!st?.isFile()) throw notFound();
+  if (st.size > maxBytes) throw tooLarge(maxBytes);
+  const ext = extname(file).slice(1).toLowerCase();
+  return {
+    identity: `file:${file}:${st.size}:${Math.trunc(st.mtimeMs)}:${st.ino}`,
+    declaredType: EXTENSION_TYPES[ext] ?? "application/octet-stream",
+    bytes: undefined,
+    async load() {
+      const fh = await open(file, "r");
+      try {
+        // Read at most max+1 bytes: a file that grew since stat is still capped.
+        const buf = Buffer.alloc(Math.min(maxBytes + 1, st.size + 1));
+        const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+        if (bytesRead > maxBytes) throw tooLarge(maxBytes);
+        return buf.subarray(0, bytesRead);
+      } finally {
+        await fh.close();
+      }
+    },
+  };
+}
+
+// ---- upstream -----------------------------------------------------------------------------------
+
+interface Validators {
+  identity: string;
+  etag: string | undefined;
+  lastModified: string | undefined;
+  declaredType: string | undefined;
+  checkedAt: number;
+}
+
+/** What the gateway knows about upstream sources: validators and when they were last checked. */
+export class SourceValidators {
+  private readonly items = new Map<string, Validators>();
+  readonly max: number;
+  constructor(max = 50_000) {
+    this.max = max;
+  }
+  get(key: string): Validators | undefined {
+    return this.items.get(key);
+  }
+  set(key: string, v: Validators): void {
+    this.items.delete(key);
+    this.items.set(key, v);
+    if (this.items.size > this.max) this.items.delete(this.items.keys().next().value!);
+  }
+}
+
+const CLIENT_ONLY = [
+  "if-none-match",
+  "if-modified-since",
+  "if-match",
+  "if-unmodified-since",
+  "if-range",
+  "range",
+];
+
+function one(h: string | string[] | undefined): string | undefined {
+  return Array.isArray(h) ? h[0] : h;
+}
+
+/**
+ * The route's upstream, called through `next` with the request rewritten to the bare source path (no
+ * image parameters) and conditional headers from the last answer. A source checked less than
+ * `revalidateAfter` ago is trusted without a request; an unchanged one costs a 304, not the bytes.
+ */
+export async function upstreamSource(
+  ex: Exchange,
+  next: Handler,
+  opts: { sourcePath: string; validators: SourceValidators; revalidateAfter: number; maxBytes: number },
+): Promise<SourceRef> {
+  const key = `${ex.routeName}\n${ex.host}\n${opts.sourcePath}`;
+  const known = opts.validators.get(key);
+
+  const call = async (conditional: boolean) => {
+    const headers = { ...ex.request.headers };
+    for (const h of CLIENT_ONLY) delete headers[h];
+    headers.accept = "image/avif,image/webp,image/*;q=0.9,*/*;q=0.5";
+    delete headers["accept-encoding"];
+    if (conditional && known?.etag) headers["if-none-match"] = known.etag;
+    if (conditional && known?.lastModified) headers["if-modified-since"] = known.lastModified;
+    const copy: Exchange = {
+      ...ex,
+      request: { method: "GET", path: opts.sourcePath, headers, body: null },
+    };
+    return next(copy);
+  };
+  const fetchFull = async (): Promise<{ bytes: Buffer; v: Validators }> => {
+    const res = await call(false);
+    return accept(res);
+  };
+  const accept = async (res: Awaited<ReturnType<Handler>>): Promise<{ bytes: Buffer; v: Validators }> => {
+    if (res.status === 404 || res.status === 410) {
+      drain(res.body);
+      throw new GatewayError(404, "image_not_found", "the origin has no such image");
+    }
+    if (res.status !== 200) {
+      drain(res.body);
+      throw new GatewayError(
+        502,
+        "image_source_error",
+        `the origin answered ${res.status} for the source image`,
+      );
+    }
+    const enc = one(res.headers["content-encoding"]);
+    if (enc && enc !== "identity") {
+      drain(res.body);
+      throw new GatewayError(
+        502,
+        "image_source_error",
+        `the origin sent the source with Content-Encoding ${enc}`,
+      );
+    }
+    const declared = Number(one(res.headers["content-length"]));
+    if (Number.isFinite(declared) && declared > opts.maxBytes) {
+      drain(res.body);
+      throw tooLarge(opts.maxBytes);
+    }
+    const bytes = await readCapped(res.body, opts.maxBytes);
+    const etag = one(res.headers.etag);
+    const lastModified = one(res.headers["last-modified"]);
+    const identity = `up:${key}:${
+      etag
+        ? `etag:${etag}`
+        : lastModified
+          ? `lm:${lastModified}`
+          : `sha:${createHash("sha256").update(bytes).digest("hex")}`
+    }`;
+    const v: Validators = {
+      identity,
+      etag,
+      lastModified,
+      declaredType: one(res.headers["content-type"]),
+      checkedAt: Date.now(),
+    };
+    // Without validators every check is a full fetch anyway; keep the hash identity for its TTL.
+    opts.validators.set(key, v);
+    return { bytes, v };
+  };
+  const loadBytes = async () => (await fetchFull()).bytes;
+
+  if (known && Date.now() - known.checkedAt < opts.revalidateAfter) {
+    return { identity: known.identity, declaredType: known.declaredType, bytes: undefined, load: loadBytes };
+  }
+  const res = await call(Boolean(known?.etag || known?.lastModified));
+  if (res.status === 304 && known) {
+    drain(res.body);
+    opts.validators.set(key, { ...known, checkedAt: Date.now() });
+    return { identity: known.identity, declaredType: known.declaredType, bytes: undefined, load: loadBytes };
+  }
+  const { bytes, v } = await accept(res);
+  return { identity: v.identity, declaredType: v.declaredType, bytes, load: async () => bytes };
+}
+
+// ---- remote -------------------------------------------------------------------------------------
+
+/** Addresses a remote source must not reach unless allowed: loopback, private, link-local, CGNAT… */
+const PRIVATE = new BlockList();
+for (const [net, bits] of [
+  ["0.0.0.0", 8],
+  ["10.0.0.0", 8],
+  ["100.64.0.0", 10],
+  ["127.0.0.0", 8],
+  ["169.254.0.0", 16],
+  ["172.16.0.0", 12],
+  ["192.0.0.0", 24],
+  ["192.168.0.0", 16],
+  ["198.18.0.0", 15],
+  ["224.0.0.0", 4],
+  ["240.0.0.0", 4],
+] as const)
+  PRIVATE.addSubnet(net, bits, "ipv4");
+for (const [net, bits] of [
+  ["::", 128],
+  ["::1", 128],
+  ["fc00::", 7],
+  ["fe80::", 10],
+  ["ff00::", 8],
+  ["64:ff9b::", 96],
+] as const)
+  PRIVATE.addSubnet(net, bits, "ipv6");
+
+export function isPrivateAddress(address: string): boolean {
+  const family = isIP(address);
+  if (family === 0) return true;
+  if (family === 6) {
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+    if (mapped) return PRIVATE.check(mapped[1]!, "ipv4");
+    return PRIVATE.check(address, "ipv6");
+  }
+  return PRIVATE.check(address, "ipv4");
+}
+
+/** Does `host` match the allow-list (exact names, or "*.example.com" for any subdomain)? */
+export function hostAllowed(host: string, allow: readonly string[]): boolean {
+  const h = host.toLowerCase().replace(/\.$/, "");
+  return allow.some((a) => {
+    const p = a.toLowerCase();
+    return p.startsWith("*.") ? h.endsWith(p.slice(1)) && h.length > p.length - 1 : h === p;
+  });
+}
+
+/**
+ * An undici Agent whose DNS lookup drops private addresses, so the check applies to the address
+ * actually connected to (no DNS-rebinding gap between check and connect).
+ */
+export function remoteAgent(allowPrivate: boolean, timeout: number): Agent {
+  const lookup = (
+    hostname: string,
+    options: object,
+    cb: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void,
+  ) => {
+    dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
+      if (err) return cb(err, "");
+      const ok = allowPrivate ? addresses : addresses.filter((a) => !isPrivateAddress(a.address));
+      if (ok.length === 0) {
+        const e = new Error(`${hostname} resolves only to private addresses`) as NodeJS.ErrnoException;
+        e.code = "EPRIVATEADDR";
+        return cb(e, "");
+      }
+      if ((options as { all?: boolean }).all) cb(null, ok);
+      else cb(null, ok[0]!.address, ok[0]!.family);
+    });
+  };
+  return new Agent({ connect: { lookup, timeout }, headersTimeout: timeout, bodyTimeout: timeout });
+}
+
+/** A remote source: redirects followed by hand, each hop checked against the allow-list and SSRF guard. */
+export async function remoteSource(
+  url: string,
+  opts: {
+    hosts: readonly string[];
+    agent: Agent;
+    allowPrivate: boolean;
+    maxRedirects: number;
+    maxBytes: number;
+  },
+): Promise<SourceRef> {
+  const fetchOnce = async (): Promise<{ bytes: Buffer; type: string | undefined; id: string }> => {
+    let current = new URL(url);
+    for (let hop = 0; ; hop++) {
+      if (!hostAllowed(current.hostname, opts.hosts))
+        throw new GatewayError(
+          403,
+          "image_host_not_allowed",
+          `${current.hostname} is not an allowed image host`,
+        );
+      const literal = current.hostname.replace(/^\[|\]$/g, "");
+      if (isIP(literal) && !opts.allowPrivate && isPrivateAddress(literal))
+        throw new GatewayError(
+          403,
+          "image_host_not_allowed",
+          "private and loopback addresses are not allowed",
+        );
+      let res: Awaited<ReturnType<typeof request>>;
+      try {
+        res = await request(current, {
+          dispatcher: opts.agent,
+          method: "GET",
+          headers: { accept: "image/avif,image/webp,image/*;q=0.9", "user-agent": "edgeway-images" },
+        });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === "EPRIVATEADDR")
+          throw new GatewayError(403, "image_host_not_allowed", "the host resolves to a private address");
+        throw new GatewayError(502, "image_source_error", "the remote image host could not be reached", {
+          cause: err,
+        });
+      }
+      if (res.statusCode >= 300 && res.statusCode < 400 && res.headers.location) {
+        res.body.resume();
+        if (hop >= opts.maxRedirects)
+          throw new GatewayError(502, "image_source_error", "too many redirects from the remote image host");
+        current = new URL(one(res.headers.location)!, current);
+        if (current.protocol !== "https:" && current.protocol !== "http:")
+          throw new GatewayError(403, "image_host_not_allowed", "redirect to a non-http(s) URL");
+        continue;
+      }
+      if (res.statusCode === 404 || res.statusCode === 410) {
+        res.body.resume();
+        throw new GatewayError(404, "image_not_found", "the remote host has no such image");
+      }
+      if (res.statusCode !== 200) {
+        res.body.resume();
+        throw new GatewayError(502, "image_source_error", `the remote host answered ${res.statusCode}`);
+      }
+      const bytes = await readCapped(res.body as unknown as Readable, opts.maxBytes);
+      const etag = one(res.headers.etag);
+      const lm = one(res.headers["last-modified"]);
+      return {
+        bytes,
+        type: one(res.headers["content-type"]),
+        id: etag ?? lm ?? createHash("sha256").update(bytes).digest("hex"),
+      };
+    }
+  };
+  const first = await fetchOnce();
+  return {
+    identity: `remote:${url}:${first.id}`,
+    declaredType: first.type,
+    bytes: first.bytes,
+    load: async () => first.bytes,
+  };
+}
