@@ -1,0 +1,243 @@
+/**
+ * Pure token policy: the structural checks jose does not make (canonical base64url, duplicate JSON
+ * names, sizes) and the claim checks it leaves to the caller (exp required and finite, lifetime cap,
+ * future iat). No I/O here; everything is unit-tested in test/gateway/auth/policy.test.ts.
+ */
+
+/** Bounded rejection reasons: they are metric label values. */
+export const REJECTION_REASONS = [
+  "missing_token",
+  "malformed",
+  "algorithm_not_allowed",
+  "unknown_key",
+  "bad_signature",
+  "wrong_type",
+  "wrong_issuer",
+  "wrong_audience",
+  "missing_claim",
+  "expired",
+  "not_yet_valid",
+  "future_iat",
+  "lifetime_exceeded",
+  "revoked",
+  "replayed",
+  "inactive",
+  "insufficient_scope",
+  "bad_request",
+  "keys_unavailable",
+  "store_unavailable",
+  "introspection_unavailable",
+] as const;
+export type RejectionReason = (typeof REJECTION_REASONS)[number];
+
+/** Reasons that are the gateway's (or its dependencies') trouble, not the token's: answered with 503. */
+export const UNAVAILABLE_REASONS: ReadonlySet<RejectionReason> = new Set([
+  "keys_unavailable",
+  "store_unavailable",
+  "introspection_unavailable",
+]);
+
+export class TokenRejected extends Error {
+  override name = "TokenRejected";
+  readonly reason: RejectionReason;
+  constructor(reason: RejectionReason, description: string, opts: { cause?: unknown } = {}) {
+    super(description, opts);
+    this.reason = reason;
+  }
+}
+
+const B64URL = /^[A-Za-z0-9_-]*$/;
+
+/** True when `s` is the one canonical unpadded base64url spelling of its bytes (no stray trailing bits). */
+export function isCanonicalBase64url(s: string): boolean {
+  if (!B64URL.test(s) || s.length % 4 === 1) return false;
+  return Buffer.from(s, "base64url").toString("base64url") === s;
+}
+
+export interface CompactParts {
+  header: Record<string, unknown>;
+  payload: Record<string, unknown>;
+}
+
+/**
+ * Structural checks on a compact JWS before any crypto: three canonical base64url segments, JSON
+ * objects without duplicate member names in header and payload. Throws TokenRejected("malformed").
+ */
+export function inspectCompact(token: string, maxSize: number): CompactParts {
+  if (token.length === 0) throw new TokenRejected("missing_token", "no token");
+  if (token.length > maxSize) throw new TokenRejected("malformed", "token too large");
+  const parts = token.split(".");
+  if (parts.length !== 3) throw new TokenRejected("malformed", "not a compact JWS");
+  const [h, p, s] = parts as [string, string, string];
+  if (h === "" || p === "" || s === "") throw new TokenRejected("malformed", "empty JWS segment");
+  if (!isCanonicalBase64url(h) || !isCanonicalBase64url(p) || !isCanonicalBase64url(s))
+    throw new TokenRejected("malformed", "JWS segments must be canonical unpadded base64url");
+  const header = parseJsonObject(Buffer.from(h, "base64url"), "header");
+  const payload = parseJsonObject(Buffer.from(p, "base64url"), "payload");
+  return { header, payload };
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+function parseJsonObject(bytes: Buffer, what: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    throw new TokenRejected("malformed", `${what} is not UTF-8`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new TokenRejected("malformed", `${what} is not JSON`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    throw new TokenRejected("malformed", `${what} is not a JSON object`);
+  const dup = duplicateMemberName(text);
+  if (dup !== undefined) throw new TokenRejected("malformed", `${what} repeats the member name "${dup}"`);
+  return value as Record<string, unknown>;
+}
+
+/**
+ * The first member name that occurs twice in one object of a (valid) JSON text, else undefined.
+ * JSON.parse keeps the last one silently; the issuer may have meant the first (RFC 7515 §5.2 says reject).
+ */
+export function duplicateMemberName(text: string): string | undefined {
+  const stack: (Set<string> | null)[] = [];
+  let expectKey = false;
+  let i = 0;
+  const n = text.length;
+  while (i < n) {
+    const c = text[i]!;
+    if (c === '"') {
+      // Scan the string, honouring escapes; decode it only when it is an object key.
+      let j = i + 1;
+      while (j < n && text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
+      if (expectKey) {
+        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        const seen = stack[stack.length - 1]!;
+        if (seen.has(key)) return key;
+        seen.add(key);
+        expectKey = false;
+      }
+      i = j + 1;
+      continue;
+    }
+    if (c === "{") {
+      stack.push(new Set());
+      expectKey = true;
+    } else if (c === "[") {
+      stack.push(null);
+    } else if (c === "}" || c === "]") {
+      stack.pop();
+    } else if (c === ",") {
+      expectKey = stack[stack.length - 1] instanceof Set;
+    }
+    i++;
+  }
+  return undefined;
+}
+
+/** Header members that would let a token name its own key: never honoured, so never accepted. */
+const KEY_INJECTION_HEADERS = ["jwk", "jku", "x5u", "x5c"];
+
+export interface HeaderPolicy {
+  algorithms: readonly string[];
+  requireKid: boolean;
+}
+
+export function checkHeader(header: Record<string, unknown>, policy: HeaderPolicy): void {
+  const alg = header.alg;
+  if (typeof alg !== "string") throw new TokenRejected("malformed", "header has no alg");
+  if (!policy.algorithms.includes(alg))
+    throw new TokenRejected("algorithm_not_allowed", `algorithm ${alg.slice(0, 20)} is not allowed`);
+  if (header.kid !== undefined && (typeof header.kid !== "string" || header.kid.length > 256))
+    throw new TokenRejected("malformed", "kid must be a short string");
+  if (policy.requireKid && typeof header.kid !== "string")
+    throw new TokenRejected("malformed", "header has no kid");
+  for (const h of KEY_INJECTION_HEADERS)
+    if (header[h] !== undefined) throw new TokenRejected("malformed", `header member ${h} is not accepted`);
+  if (header.b64 !== undefined) throw new TokenRejected("malformed", "unencoded payloads are not accepted");
+}
+
+export interface ClaimPolicy {
+  /** Seconds. */
+  clockTolerance: number;
+  /** Longest allowed exp - iat, seconds. */
+  maxLifetime: number;
+  requireJti: boolean;
+  /** Claim that must be a non-empty string (e.g. the family claim), if any. */
+  requiredStrings: readonly string[];
+}
+
+const MAX_ID_LENGTH = 512;
+
+function numericDate(payload: Record<string, unknown>, name: string, required: boolean): number | undefined {
+  const v = payload[name];
+  if (v === undefined) {
+    if (required) throw new TokenRejected("missing_claim", `the ${name} claim is required`);
+    return undefined;
+  }
+  // 1e999 parses to Infinity, which jose treats as a number: only finite, non-negative seconds pass.
+  if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || v > 253402300799)
+    throw new TokenRejected("malformed", `the ${name} claim is not a valid NumericDate`);
+  return v;
+}
+
+/**
+ * Claim checks jose leaves to the caller, after it verified the signature (and iss/aud/typ/exp/nbf):
+ * exp and iat required and finite, iat not in the future, exp - iat within the cap, jti/sub shapes.
+ * `now` is in seconds.
+ */
+export function checkClaims(payload: Record<string, unknown>, policy: ClaimPolicy, now: number): void {
+  const exp = numericDate(payload, "exp", true)!;
+  const iat = numericDate(payload, "iat", true)!;
+  const nbf = numericDate(payload, "nbf", false);
+  if (exp <= now - policy.clockTolerance) throw new TokenRejected("expired", "the token has expired");
+  if (nbf !== undefined && nbf > now + policy.clockTolerance)
+    throw new TokenRejected("not_yet_valid", "the token is not valid yet");
+  if (iat > now + policy.clockTolerance)
+    throw new TokenRejected("future_iat", "the token was issued in the future");
+  if (exp <= iat) throw new TokenRejected("malformed", "exp is not after iat");
+  if (exp - iat > policy.maxLifetime)
+    throw new TokenRejected("lifetime_exceeded", "the token lives longer than allowed");
+  if (payload.sub !== undefined && !isShortString(payload.sub))
+    throw new TokenRejected("malformed", "sub must be a non-empty string");
+  if (payload.jti !== undefined && !isShortString(payload.jti))
+    throw new TokenRejected("malformed", "jti must be a non-empty string");
+  if (policy.requireJti && payload.jti === undefined)
+    throw new TokenRejected("missing_claim", "the jti claim is required");
+  for (const name of policy.requiredStrings) {
+    if (payload[name] === undefined)
+      throw new TokenRejected("missing_claim", `the ${name} claim is required`);
+    if (!isShortString(payload[name]))
+      throw new TokenRejected("malformed", `${name} must be a non-empty string`);
+  }
+}
+
+export function isShortString(v: unknown): v is string {
+  return typeof v === "string" && v.length > 0 && v.length <= MAX_ID_LENGTH;
+}
+
+/** Reads an optional string claim (used for identities): non-strings count as absent. */
+export function stringClaim(payload: Record<string, unknown>, name: string): string | undefined {
+  const v = payload[name];
+  return isShortString(v) ? v : undefined;
+}
+
+/** Header-safe rendering of a verified claim: printable ASCII as is, anything else percent-encoded/JSON. */
+export function claimHeaderValue(v: unknown): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  const text = typeof v === "string" ? v : JSON.stringify(v);
+  if (text === undefined) return undefined;
+  return /^[\x20-\x7e]*$/.test(text) ? text.trim() : encodeURIComponent(text);
+}
+
+/** Scope claim as a set (RFC 8693/9068 `scope` is a space-separated string). */
+export function scopes(payload: Record<string, unknown>): Set<string> {
+  const s = payload.scope;
+  if (typeof s === "string") return new Set(s.split(" ").filter(Boolean));
+  if (Array.isArray(s)) return new Set(s.filter((x): x is string => typeof x === "string"));
+  return new Set();
+}
