@@ -155,8 +155,12 @@ export class ClusterPrimary {
     const deadline = new Promise<void>((r) => setTimeout(r, deadlineMs + 2000).unref());
     await Promise.race([Promise.all(exits), deadline]);
     for (const w of this.workers()) w.process.kill("SIGKILL");
-    await new Promise<void>((r) => (this.admin ? this.admin.close(() => r()) : r()));
-    this.admin?.closeAllConnections();
+    const admin = this.admin;
+    if (admin) {
+      const closed = new Promise<void>((r) => admin.close(() => r()));
+      admin.closeAllConnections();
+      await closed;
+    }
   }
 }
 

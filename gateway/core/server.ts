@@ -4,7 +4,7 @@ import type { Socket } from "node:net";
 import {
   type Context,
   context,
-  propagation,
+  defaultTextMapGetter,
   ROOT_CONTEXT,
   type Span,
   SpanKind,
@@ -13,8 +13,9 @@ import {
 } from "@opentelemetry/api";
 import type { Logger } from "pino";
 import { ConfigError } from "../../lib/config/index.ts";
-import type { Telemetry } from "../../lib/telemetry/index.ts";
+import { type Telemetry, traceContextPropagator } from "../../lib/telemetry/index.ts";
 import { GatewayMetrics } from "../telemetry/metrics.ts";
+import { redactTarget } from "../telemetry/redact.ts";
 import { type LoadedConfig, loadGatewayConfig } from "./config.ts";
 import { addForwardingHeaders, clientAddress, requestIdFor, withoutHopByHop } from "./headers.ts";
 import { GatewayError, problemBody, sendProblem } from "./problem.ts";
@@ -29,7 +30,7 @@ const NOOP_SPAN = trace.wrapSpanContext({
   spanId: "0000000000000000",
   traceFlags: 0,
 });
-const tracer = () => trace.getTracer("edgeway-gateway");
+const SERVER_SPAN = { kind: SpanKind.SERVER };
 
 /** Dot segments (also percent-encoded) would let "/public/../admin" match a "/public" route. */
 const DOT_SEGMENT = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)/i;
@@ -109,10 +110,10 @@ export class GatewayServer {
     );
     proxy.on("connection", (socket: Socket) => {
       this.sockets.add(socket);
-      this.metrics.activeConnections.inc();
+      this.metrics.connectionCount++;
       socket.once("close", () => {
         this.sockets.delete(socket);
-        this.metrics.activeConnections.dec();
+        this.metrics.connectionCount--;
       });
     });
     proxy.on("clientError", (err, socket) =>
@@ -167,25 +168,28 @@ export class GatewayServer {
     const started = performance.now();
     const rt = this.runtime;
     rt.inflight++;
-    this.metrics.inflight.inc();
+    this.metrics.inflightCount++;
     const requestId = requestIdFor(req.headers["x-request-id"]);
     let routeName = "none";
     let ex: Exchange | undefined;
     let span: Span = NOOP_SPAN;
     const clientIp = clientAddress(req.socket.remoteAddress);
+    const socket = req.socket;
+    const writtenBefore = socket.bytesWritten;
 
     res.once("close", () => {
       rt.inflight--;
-      this.metrics.inflight.dec();
+      this.metrics.inflightCount--;
       const status = res.writableFinished ? res.statusCode : 499;
       const seconds = (performance.now() - started) / 1000;
       this.metrics.observeRequest(routeName, req.method ?? "GET", status, seconds);
-      if (span !== NOOP_SPAN) {
+      if (span.isRecording()) {
         span.setAttribute("http.response.status_code", status);
         if (status >= 500)
           span.setAttribute("error.type", String(status)).setStatus({ code: SpanStatusCode.ERROR });
-        span.end();
+        else if (status === 499) span.setAttribute("error.type", "client_closed");
       }
+      span.end();
       if (this.accessLog) {
         this.logger.info(
           {
@@ -193,13 +197,14 @@ export class GatewayServer {
             request_id: requestId,
             trace_id: span === NOOP_SPAN ? undefined : span.spanContext().traceId,
             method: req.method,
-            path: req.url,
+            path: redactTarget(req.url ?? ""),
             route: routeName,
             upstream: ex?.upstream,
             status,
             duration_ms: Math.round(seconds * 1e6) / 1000,
-            bytes_in: Number(req.headers["content-length"] ?? 0) || undefined,
-            bytes_out: Number(res.getHeader("content-length") ?? 0) || undefined,
+            // Declared request body size; response bytes as written to the socket (headers included).
+            bytes_in: Number(req.headers["content-length"]) || 0,
+            bytes_out: socket.bytesWritten - writtenBefore,
             client: clientIp,
             ...ex?.logFields,
           },
@@ -237,25 +242,28 @@ export class GatewayServer {
 
     let traceContext: Context = ROOT_CONTEXT;
     if (this.telemetry.tracingEnabled) {
-      const parent = propagation.extract(ROOT_CONTEXT, req.headers);
-      span = tracer().startSpan(
-        `${req.method} ${route.config.match.path}`,
-        {
-          kind: SpanKind.SERVER,
-          attributes: {
-            "http.request.method": req.method,
-            "url.path": pathname,
-            "url.scheme": "http",
-            "http.route": route.config.match.path,
-            "server.address": hostOnly(hostHeader),
-            "client.address": clientIp,
-            "user_agent.original": req.headers["user-agent"],
-            "edgeway.route": route.name,
-            "edgeway.request_id": requestId,
-          },
-        },
-        parent,
-      );
+      // W3C traceparent/tracestate from the client; the parent-based sampler follows its sampled flag.
+      const parent =
+        req.headers.traceparent === undefined
+          ? ROOT_CONTEXT
+          : traceContextPropagator.extract(ROOT_CONTEXT, req.headers, defaultTextMapGetter);
+      span = this.telemetry.tracer.startSpan(route.config.match.path, SERVER_SPAN, parent);
+      // Attributes only for sampled spans: unsampled requests (most of them) build nothing.
+      if (span.isRecording()) {
+        span.updateName(`${req.method} ${route.config.match.path}`);
+        span.setAttributes({
+          "http.request.method": req.method,
+          "url.path": pathname,
+          "url.scheme": "http",
+          "http.route": route.config.match.path,
+          "server.address": hostOnly(hostHeader),
+          "client.address": clientIp,
+          "network.protocol.version": req.httpVersion,
+          "user_agent.original": req.headers["user-agent"],
+          "edgeway.route": route.name,
+          "edgeway.request_id": requestId,
+        });
+      }
       traceContext = trace.setSpan(parent, span);
     }
 
@@ -307,8 +315,9 @@ export class GatewayServer {
         (out) => this.respond(res, exchange, out),
         (err: unknown) => this.fail(res, exchange, err),
       );
-    if (span === NOOP_SPAN) void run();
-    else void context.with(traceContext, run);
+    // Only sampled requests pay for an active context (features pass ex.traceContext explicitly anyway).
+    if (span.isRecording()) void context.with(traceContext, run);
+    else void run();
   }
 
   private respond(res: ServerResponse, ex: Exchange, out: GatewayResponse): void {
@@ -353,7 +362,10 @@ export class GatewayServer {
       return;
     }
     body.once("error", (err) => {
-      ex.logger.warn({ err, request_id: ex.id, route: ex.routeName }, "response body failed mid-stream");
+      ex.logger.warn(
+        { err, request_id: ex.id, trace_id: traceIdOf(ex.span), route: ex.routeName, upstream: ex.upstream },
+        "response body failed mid-stream",
+      );
       res.destroy(err);
     });
     if (hasTrailers) {
@@ -376,7 +388,14 @@ export class GatewayServer {
       this.metrics.problems.labels(ex.routeName, err.code).inc();
       if (err.status >= 500) {
         ex.logger.warn(
-          { request_id: ex.id, route: ex.routeName, code: err.code, err: err.cause ?? err.message },
+          {
+            request_id: ex.id,
+            trace_id: traceIdOf(ex.span),
+            route: ex.routeName,
+            upstream: ex.upstream,
+            code: err.code,
+            err: err.cause ?? err.message,
+          },
           err.message,
         );
       }
@@ -392,7 +411,10 @@ export class GatewayServer {
       return;
     }
     this.metrics.problems.labels(ex.routeName, "internal").inc();
-    ex.logger.error({ err, request_id: ex.id, route: ex.routeName }, "unexpected error on the request path");
+    ex.logger.error(
+      { err, request_id: ex.id, trace_id: traceIdOf(ex.span), route: ex.routeName, upstream: ex.upstream },
+      "unexpected error on the request path",
+    );
     sendProblem(res, 500, "internal", "the gateway failed to handle this request", { requestId: ex.id });
   }
 
@@ -551,12 +573,23 @@ export class GatewayServer {
       this.logger.warn({ open: this.sockets.size }, "drain deadline passed; closing remaining connections");
       proxy?.closeAllConnections();
     }
+    // Upgraded (WebSocket) sockets are not the HTTP server's any more: cut what is left ourselves.
+    for (const socket of this.sockets) socket.destroy();
     await this.runtime.close();
     await Promise.allSettled([...this.endpoints.values()].map((e) => e.destroy()));
     await this.shared.closeAll(this.logger);
-    await new Promise<void>((r) => (this.admin ? this.admin.close(() => r()) : r()));
-    this.admin?.closeAllConnections();
+    const admin = this.admin;
+    if (admin) {
+      const adminClosed = new Promise<void>((r) => admin.close(() => r()));
+      admin.closeAllConnections();
+      await adminClosed;
+    }
   }
+}
+
+/** The trace id for log correlation, when tracing is on. */
+function traceIdOf(span: Span): string | undefined {
+  return span === NOOP_SPAN ? undefined : span.spanContext().traceId;
 }
 
 function listen(server: Server, host: string, port: number, reusePort?: boolean): Promise<void> {

@@ -41,6 +41,8 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
           : `expected ${issue.expected}, got ${received(issue.input)}`;
     } else if (issue.code === "unrecognized_keys") {
       reason = `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => JSON.stringify(k)).join(", ")}`;
+    } else if (issue.code === "invalid_key" || issue.code === "invalid_element") {
+      reason = issue.issues.map((i) => i.message).join("; ") || reason;
     } else if (issue.code === "invalid_value") {
       reason = `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}, got ${received(issue.input)}`;
     }
