@@ -249,7 +249,7 @@ export function parseImageQuery(
 }
 
 function enc(v: string): string {
-  return encodeURIComponent(v);
+  return encodeURIComponent(v).replace(/%3A/g, ":");
 }
 
 /** The one spelling of a variant's query: fixed order, short names, defaults omitted. */
