@@ -840,3 +840,13 @@ export function renderChart(chartDir: string, opts: RenderOptions = {}): Rendere
 export function formatRendered(rendered: RenderedTemplate[]): string {
   return rendered.map((r) => `---\n# Source: ${r.source}\n${r.text.replace(/^\n+/, "")}`).join("\n");
 }
+
+/**
+ * Renders one template text with `data` as both `.` and `$` (its own defines available to include),
+ * for tests and for checking a single template in isolation.
+ */
+export function renderTemplateText(text: string, data: unknown, name = "inline"): string {
+  const parsed = parseTemplate(text, name);
+  const ctx: Ctx = { defines: parsed.defines, root: data, depth: 0 };
+  return exec(parsed.body, data, [new Map([["$", data]])], ctx);
+}

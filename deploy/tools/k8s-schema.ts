@@ -78,6 +78,24 @@ function modelClass(
   return m?.[1];
 }
 
+/**
+ * TypeScript 7's native compiler binary, run directly (its `bin/tsc` is a node shim, and node children
+ * of a test runner inherit its loader hooks); the shim when the platform package is not found.
+ */
+function compilerCommand(): [string, string[]] {
+  const tsDir = dirname(require.resolve("typescript/package.json"));
+  try {
+    const native = createRequire(join(tsDir, "package.json")).resolve(
+      `@typescript/typescript-${process.platform}-${process.arch}/package.json`,
+    );
+    const exe = join(dirname(native), "lib", process.platform === "win32" ? "tsc.exe" : "tsc");
+    if (existsSync(exe)) return [exe, []];
+  } catch {
+    // fall through to the shim
+  }
+  return [process.execPath, [join(tsDir, "bin", "tsc")]];
+}
+
 /** JSON as a TypeScript literal, one line per scalar, remembering each line's path for messages. */
 function literal(
   value: unknown,
@@ -179,8 +197,8 @@ export function validateAgainstKubernetes(objects: KubeObject[], version: Schema
         files: ["objects.ts"],
       }),
     );
-    const tsc = join(dirname(require.resolve("typescript/package.json")), "bin", "tsc");
-    const run = spawnSync(process.execPath, [tsc, "-p", work, "--pretty", "false"], { encoding: "utf8" });
+    const [cmd, args] = compilerCommand();
+    const run = spawnSync(cmd, [...args, "-p", work, "--pretty", "false"], { encoding: "utf8" });
     if (run.error) throw run.error;
     const diagnostics = `${run.stdout}${run.stderr}`.split("\n");
     for (const d of diagnostics) {

@@ -1,0 +1,108 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import t from "tap";
+import { chartInvariants, checkDashboards, renderSets, validateValues } from "../../deploy/tools/check.ts";
+import {
+  type MetricCatalog,
+  metricExists,
+  metricNamesInQuery,
+  parseExposition,
+} from "../../deploy/tools/metrics-catalog.ts";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+
+t.test(
+  "npm run check:deploy passes on the repository (render, schemas, PSS, promtool, metrics)",
+  async (t) => {
+    const run = spawnSync(process.execPath, ["deploy/tools/check.ts"], {
+      cwd: ROOT,
+      encoding: "utf8",
+      timeout: 170_000,
+    });
+    t.equal(run.status, 0, run.stdout + run.stderr);
+    t.match(run.stdout, /check:deploy: 10 passed, 0 failed/);
+    t.match(run.stdout, /ok {3}rendered objects valid against Kubernetes 1\.28 schemas/);
+    t.match(run.stdout, /ok {3}rendered objects valid against Kubernetes 1\.30 schemas/);
+    t.match(
+      run.stdout,
+      /exception: .*agent-daemonset\.yaml volumes\[host-proc\]/,
+      "the hostPath exception is printed",
+    );
+    t.notMatch(run.stdout, /could not scrape/, "both programs were scraped");
+  },
+);
+
+t.test("values.schema.json rejects what the chart cannot honour", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "edgeway-values-"));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const bad = join(dir, "bad.yaml");
+  writeFileSync(
+    bad,
+    [
+      "securityContext: { runAsUser: 0 }",
+      "gateway:",
+      "  replicas: two",
+      "  config: { server: { listen: { port: 1 } } }",
+      "  resources: { requests: { cpu: 1 } }",
+      "secrets: { redisUrl: { name: Not_A_Name, key: url } }",
+      "typo: true",
+      "",
+    ].join("\n"),
+  );
+  const failures = validateValues([[bad]]).join("\n");
+  t.match(failures, /\/securityContext\/runAsUser must be >= 1/);
+  t.match(failures, /\/gateway\/replicas must be integer/);
+  t.match(
+    failures,
+    /\/gateway\/config must NOT be valid/,
+    "server is set by the chart, not by gateway.config",
+  );
+  t.match(failures, /\/gateway\/resources\/requests\/cpu must be string/);
+  t.match(failures, /\/secrets\/redisUrl\/name must match pattern/);
+  t.match(failures, /must NOT have additional properties/);
+  t.same(validateValues(), [], "the shipped values and examples pass");
+});
+
+t.test("chart invariants catch a Deployment that could drop capacity", async (t) => {
+  const [defaults] = renderSets();
+  t.same(chartInvariants(defaults!), []);
+  const broken = structuredClone(defaults!);
+  const dep = broken.objects.find((o) => o.doc["kind"] === "Deployment")!;
+  (
+    dep.doc as { spec: { strategy: { rollingUpdate: { maxUnavailable: number } } } }
+  ).spec.strategy.rollingUpdate.maxUnavailable = 1;
+  t.match(chartInvariants(broken).join("\n"), /maxUnavailable 0/);
+});
+
+t.test("a query naming a metric nobody exports fails, listing the name", async (t) => {
+  const empty: MetricCatalog = { names: new Map(), histograms: new Set(), notes: [] };
+  const failures = checkDashboards(empty).join("\n");
+  t.match(
+    failures,
+    /metric edgeway_http_requests_total is in no \/metrics output nor registered in code; used by .*gateway\.json/,
+  );
+  t.notMatch(failures, /metric edgeway:http_error_ratio/, "recorded names come from the rules");
+});
+
+t.test("metric name helpers", async (t) => {
+  t.same(metricNamesInQuery('sum(rate(edgeway_a_total{x="y"}[5m])) / edgeway:b:rate5m > 1'), [
+    "edgeway_a_total",
+    "edgeway:b:rate5m",
+  ]);
+  const parsed = parseExposition(
+    '# HELP edgeway_d_seconds d\n# TYPE edgeway_d_seconds histogram\nedgeway_d_seconds_bucket{le="1"} 1\nedgeway_up 1\n',
+  );
+  t.ok(parsed.histograms.has("edgeway_d_seconds"));
+  const catalog: MetricCatalog = {
+    names: new Map([...parsed.names].map((n) => [n, new Set(["code" as const])])),
+    histograms: parsed.histograms,
+    notes: [],
+  };
+  t.ok(metricExists("edgeway_d_seconds_bucket", catalog));
+  t.ok(metricExists("edgeway_d_seconds_count", catalog));
+  t.ok(metricExists("edgeway_up", catalog));
+  t.notOk(metricExists("edgeway_down", catalog));
+});
