@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,7 +8,7 @@ import { startAgent } from "../../agent/daemon.ts";
 import { dbModule } from "../../agent/db/module.ts";
 import { HOST_JOB, hostModule } from "../../agent/host/module.ts";
 import type { AgentModule } from "../../agent/module.ts";
-import { startCluster } from "../helpers/pg-cluster.ts";
+import { freePort, startCluster } from "../helpers/pg-cluster.ts";
 
 const MODULES = [hostModule, dbModule] as AgentModule[];
 
@@ -66,13 +66,14 @@ t.test("admin port: /metrics, /healthz, /status and a manual run", async (t) => 
   t.equal((await fetch(`${base}/nope`)).status, 404);
 });
 
-t.test("edgeway agent: SIGTERM lets a running job finish, then exits 0", async (t) => {
+t.test("edgeway agent run <job> through the running agent, then SIGTERM and exit 0", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "edgeway-agent-"));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, "agent.yaml");
+  const adminPort = await freePort();
   writeFileSync(
     file,
-    "agent:\n  admin:\n    listen: 127.0.0.1:0\n  shutdownGrace: 5s\ntelemetry:\n  logs:\n    level: info\ndb:\n  metrics:\n    enabled: false\n  insight:\n    job:\n      enabled: false\n",
+    `agent:\n  admin:\n    listen: 127.0.0.1:${adminPort}\n  shutdownGrace: 5s\ntelemetry:\n  logs:\n    level: info\ndb:\n  metrics:\n    enabled: false\n  insight:\n    job:\n      enabled: false\n`,
   );
   const child = spawn(process.execPath, ["bin/edgeway.ts", "agent", "--config", file], {
     stdio: ["ignore", "pipe", "pipe"],
@@ -91,8 +92,29 @@ t.test("edgeway agent: SIGTERM lets a running job finish, then exits 0", async (
     });
     child.once("exit", (code) => reject(new Error(`agent exited ${code}: ${stderr}`)));
   });
+  t.equal(port, adminPort);
   const res = await fetch(`http://127.0.0.1:${port}/status`);
   t.equal(res.status, 200);
+  const run = spawnSync(process.execPath, ["bin/edgeway.ts", "agent", "run", HOST_JOB, "--config", file], {
+    encoding: "utf8",
+    timeout: 30_000,
+  });
+  t.equal(run.status, 0, run.stderr);
+  t.match(JSON.parse(run.stdout), { job: HOST_JOB, result: "success", manual: true });
+  const status = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as {
+    jobs: Array<{ name: string; lastRun: { manual: boolean } | null }>;
+  };
+  t.equal(
+    status.jobs.find((j) => j.name === HOST_JOB)?.lastRun?.manual,
+    true,
+    "the run happened in the daemon",
+  );
+  const unknown = spawnSync(process.execPath, ["bin/edgeway.ts", "agent", "run", "nope", "--config", file], {
+    encoding: "utf8",
+    timeout: 30_000,
+  });
+  t.equal(unknown.status, 2);
+  t.match(unknown.stderr, /unknown job "nope"/);
   const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
   child.kill("SIGTERM");
   t.equal(await exited, 0, stderr);
