@@ -75,6 +75,8 @@ export const cacheRouteSchema = z
     /** Windows used when the origin sends no stale-while-revalidate / stale-if-error. */
     staleWhileRevalidate: duration().default(0),
     staleIfError: duration().default(0),
+    /** Serve a stale entry when the origin cannot be reached (RFC 9111 §4.2.4), unless must-revalidate/no-cache. */
+    staleOnDisconnect: z.boolean().default(true),
     /** Query parameters left out of the key (and still sent upstream); "utm_*" matches a prefix. */
     dropParams: z.array(z.string().min(1)).default([]),
     /** How long an uncacheable answer makes the key skip request coalescing (hit-for-pass). */

@@ -28,6 +28,7 @@ import type { CacheEntry } from "./entry.ts";
 import type { CacheResult } from "./metrics.ts";
 import {
   authFromState,
+  byteRange,
   type CachePolicy,
   clientNotModified,
   conditionalHeaders,
@@ -43,10 +44,10 @@ import {
   NOT_MODIFIED_FIELDS,
   normaliseTarget,
   notModifiedMatches,
-  parseCacheControl,
   parseHttpDate,
   primaryKey,
   requestDirectives,
+  responseDirectives,
   responseTags,
   reuseDecision,
   scopeTag,
@@ -213,7 +214,11 @@ export class CacheRoute {
         leader = c.leader;
         fill = await c.promise;
       } catch (err) {
-        if (d.staleIfError && !(err instanceof GatewayError && err.status === 499)) {
+        const disconnected = err instanceof GatewayError && err.status >= 502 && err.status <= 504;
+        if (
+          (d.staleIfError || (disconnected && d.staleIfDisconnected && this.cfg.staleOnDisconnect)) &&
+          !(err instanceof GatewayError && err.status === 499)
+        ) {
           this.count(ex, "stale", span, tier);
           return this.serve(
             ex,
@@ -499,7 +504,7 @@ export class CacheRoute {
       this.policy,
       entry.timing.responseTime,
     );
-    const cc = parseCacheControl(headerValue(entry.headers, "cache-control"));
+    const cc = responseDirectives(entry.headers).cc;
     const extra = Math.max(
       (deltaSeconds(cc.get("stale-while-revalidate")) ?? 0) * 1000,
       (deltaSeconds(cc.get("stale-if-error")) ?? 0) * 1000,
@@ -525,6 +530,26 @@ export class CacheRoute {
       return this.statusHeaders({ status: 304, headers: h, body: null }, xCache, cacheStatus);
     }
     const headers: HeaderMap = { ...entry.headers, age: String(age) };
+    // A single byte range of a complete stored 200 (If-Range must match a strong validator).
+    const rangeHeader =
+      entry.status === 200 && ex.request.method === "GET" ? headerValue(reqHeaders, "range") : undefined;
+    const ifRange = headerValue(reqHeaders, "if-range");
+    const etag = headerValue(entry.headers, "etag");
+    const range =
+      rangeHeader &&
+      (ifRange === undefined || (etag !== undefined && !etag.startsWith("W/") && ifRange === etag))
+        ? byteRange(rangeHeader, entry.body.length)
+        : undefined;
+    if (range === "unsatisfiable") {
+      const h: HeaderMap = { "content-range": `bytes */${entry.body.length}`, age: String(age) };
+      return this.statusHeaders({ status: 416, headers: h, body: Buffer.alloc(0) }, xCache, cacheStatus);
+    }
+    if (range) {
+      headers["content-range"] = `bytes ${range.start}-${range.end}/${entry.body.length}`;
+      headers["content-length"] = String(range.end - range.start + 1);
+      const part = entry.body.subarray(range.start, range.end + 1);
+      return this.statusHeaders({ status: 206, headers, body: part }, xCache, cacheStatus);
+    }
     return this.statusHeaders({ status: entry.status, headers, body: entry.body }, xCache, cacheStatus);
   }
 }

@@ -89,6 +89,38 @@ export function parseCacheControl(value: string | undefined): Directives {
   return out;
 }
 
+const SF_KEY = "[a-z*][a-z0-9_.*-]*";
+const SF_ITEM =
+  '(?:-?\\d{1,15}(?:\\.\\d{1,3})?|"(?:\\\\["\\\\]|[\\x20\\x21\\x23-\\x5b\\x5d-\\x7e])*"|[a-z*][!#$%&\'*+.^_`|~0-9a-z:/-]*|:[a-z0-9+/=]*:|\\?[01])';
+const SF_MEMBER = new RegExp(`^(${SF_KEY})(?:=(${SF_ITEM}))?((?:;\\s*${SF_KEY}(?:=${SF_ITEM})?)*)$`);
+const INTEGER_DIRECTIVES = new Set(["max-age", "s-maxage", "stale-while-revalidate", "stale-if-error"]);
+
+/**
+ * CDN-Cache-Control (RFC 9213): a Structured Fields dictionary. Undefined when absent or invalid (then
+ * the whole field is ignored), including integer directives with another type (`max-age="10"`).
+ * Names are lower-cased first: deployed CDNs accept `MaX-aGe`.
+ */
+export function parseCdnCacheControl(value: string | undefined): Directives | undefined {
+  if (value === undefined) return undefined;
+  const out: Directives = new Map();
+  for (const raw of value.toLowerCase().split(",")) {
+    const member = raw.replace(/^[ \t]+|[ \t]+$/g, "");
+    const m = SF_MEMBER.exec(member);
+    if (!m) return undefined;
+    const [, key, item] = m;
+    if (INTEGER_DIRECTIVES.has(key!) && (item === undefined || !/^\d+$/.test(item))) return undefined;
+    if (!out.has(key!)) out.set(key!, item ?? true);
+  }
+  return out;
+}
+
+/** The response directives a CDN-style shared cache obeys: CDN-Cache-Control when valid, else Cache-Control. */
+export function responseDirectives(headers: HeaderMap): { cc: Directives; targeted: boolean } {
+  const cdn = parseCdnCacheControl(headerValue(headers, "cdn-cache-control"));
+  if (cdn) return { cc: cdn, targeted: true };
+  return { cc: parseCacheControl(headerValue(headers, "cache-control")), targeted: false };
+}
+
 /** delta-seconds (§1.2.2): digits only; huge values clamp to 2^31; anything else is invalid. */
 export function deltaSeconds(v: string | true | undefined): number | undefined {
   if (v === undefined || v === true) return undefined;
@@ -97,13 +129,44 @@ export function deltaSeconds(v: string | true | undefined): number | undefined {
   return Math.min(n, 2_147_483_648);
 }
 
-/** IMF-fixdate and the obsolete formats (§5.6.7 of RFC 9110); undefined when unparsable. */
-export function parseHttpDate(v: string | undefined): number | undefined {
+const MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+const IMF = /^(?:mon|tue|wed|thu|fri|sat|sun), (\d{2}) ([a-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) gmt$/;
+const RFC850 =
+  /^(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday), (\d{2})-([a-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) gmt$/;
+const ASCTIME = /^(?:mon|tue|wed|thu|fri|sat|sun) ([a-z]{3}) ( \d|\d{2}) (\d{2}):(\d{2}):(\d{2}) (\d{4})$/;
+
+/**
+ * HTTP-date (RFC 9110 §5.6.7): IMF-fixdate, and the obsolete rfc850 and asctime forms. Anything else
+ * (other zones, missing comma, extra spaces, one-digit hours) is invalid: undefined. Names are
+ * matched case-insensitively, as deployed caches do.
+ */
+export function parseHttpDate(v: string | undefined, now = Date.now()): number | undefined {
   if (!v) return undefined;
-  const s = v.trim();
-  if (!/^[A-Za-z]{3},? |^[A-Za-z]+, \d/.test(s) && !/^[A-Za-z]{3} [A-Za-z]{3} /.test(s)) return undefined;
-  const t = Date.parse(s.replace(/-/g, " "));
-  return Number.isFinite(t) ? t : undefined;
+  const s = v.trim().toLowerCase();
+  // Fields as [day, month, year, hour, minute, second].
+  let f: [string, string, number, string, string, string];
+  const imf = IMF.exec(s);
+  const rfc850 = imf ? null : RFC850.exec(s);
+  const asctime = imf || rfc850 ? null : ASCTIME.exec(s);
+  if (imf) f = [imf[1]!, imf[2]!, Number(imf[3]), imf[4]!, imf[5]!, imf[6]!];
+  else if (rfc850) {
+    // Two-digit years more than 50 years ahead are in the past century (RFC 9110 §5.6.7).
+    const thisYear = new Date(now).getUTCFullYear();
+    let year = Math.floor(thisYear / 100) * 100 + Number(rfc850[3]);
+    if (year > thisYear + 50) year -= 100;
+    f = [rfc850[1]!, rfc850[2]!, year, rfc850[4]!, rfc850[5]!, rfc850[6]!];
+  } else if (asctime)
+    f = [asctime[2]!.trim(), asctime[1]!, Number(asctime[6]), asctime[3]!, asctime[4]!, asctime[5]!];
+  else return undefined;
+  const [day, mon, year, hh, mm, ss] = f;
+  const month = MONTHS.indexOf(mon);
+  if (month === -1) return undefined;
+  const d = Number(day);
+  const h = Number(hh);
+  const mi = Number(mm);
+  const se = Number(ss);
+  if (d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return undefined;
+  return Date.UTC(year, month, d, h, mi, se);
 }
 
 export function formatHttpDate(ms: number): string {
@@ -130,13 +193,16 @@ export type Storability = { store: true } | { store: false; reason: string };
 /** §3 (storing responses) for a shared cache, with §3.5 (Authorization) and the route's overrides. */
 export function storability(i: StorabilityInput, p: CachePolicy): Storability {
   if (i.method !== "GET") return { store: false, reason: "method" };
-  // 206 needs range-merging storage we do not implement; other unknown codes are not understood.
-  if (!UNDERSTOOD_STATUS.has(i.status) || i.status === 206) return { store: false, reason: "status" };
+  // Any final status may be stored (§3); 206 needs range-merging storage we do not implement.
+  if (i.status < 200 || i.status === 206 || i.status === 304) return { store: false, reason: "status" };
   const req = requestDirectives(i.requestHeaders);
-  const res = parseCacheControl(headerValue(i.responseHeaders, "cache-control"));
+  const { cc: res, targeted } = responseDirectives(i.responseHeaders);
   const override = p.ignoreNoStore && p.forceTtl !== undefined;
+  // must-understand (§5.2.2.3): store only understood status codes, and then it overrides no-store.
+  const mustUnderstand = res.has("must-understand");
+  if (mustUnderstand && !UNDERSTOOD_STATUS.has(i.status)) return { store: false, reason: "status" };
   if (req.has("no-store") && !override) return { store: false, reason: "request-no-store" };
-  if (res.has("no-store") && !override) return { store: false, reason: "no-store" };
+  if (res.has("no-store") && !override && !mustUnderstand) return { store: false, reason: "no-store" };
   if (res.has("private") && !override) return { store: false, reason: "private" };
   const vary = headerValue(i.responseHeaders, "vary");
   if (vary && splitList(vary).some((v) => v === "*")) return { store: false, reason: "vary-star" };
@@ -151,7 +217,7 @@ export function storability(i: StorabilityInput, p: CachePolicy): Storability {
     res.has("public") ||
     res.has("max-age") ||
     res.has("s-maxage") ||
-    i.responseHeaders.expires !== undefined ||
+    (!targeted && i.responseHeaders.expires !== undefined) ||
     HEURISTIC_STATUS.has(i.status);
   if (!explicit) return { store: false, reason: "no-freshness" };
   return { store: true };
@@ -176,11 +242,12 @@ export function freshnessLifetime(
   received?: number,
 ): { lifetime: number; heuristic: boolean } {
   if (p.forceTtl !== undefined) return { lifetime: p.forceTtl, heuristic: false };
-  const cc = parseCacheControl(headerValue(headers, "cache-control"));
+  const { cc, targeted } = responseDirectives(headers);
   if (cc.has("s-maxage"))
     return { lifetime: (deltaSeconds(cc.get("s-maxage")) ?? 0) * 1000, heuristic: false };
   if (cc.has("max-age")) return { lifetime: (deltaSeconds(cc.get("max-age")) ?? 0) * 1000, heuristic: false };
-  const expiresRaw = headerValue(headers, "expires");
+  // A targeted field (CDN-Cache-Control) replaces Expires too (RFC 9213 §2.1).
+  const expiresRaw = targeted ? undefined : headerValue(headers, "expires");
   if (expiresRaw !== undefined) {
     const expires = parseHttpDate(expiresRaw);
     // An invalid Expires (e.g. "0") means already expired.
@@ -234,11 +301,20 @@ export type Reuse =
   /** Serve stale now and revalidate in the background (stale-while-revalidate). */
   | { kind: "stale-while-revalidate"; age: number; ttl: number }
   /** Must contact the origin; `staleIfError` says whether the stored response may answer if that fails. */
-  | { kind: "revalidate"; age: number; ttl: number; staleIfError: boolean; onlyIfCachedFail?: boolean };
+  | {
+      kind: "revalidate";
+      age: number;
+      ttl: number;
+      /** The origin answered 5xx or failed: stale-if-error allows the stored response. */
+      staleIfError: boolean;
+      /** The origin cannot be reached: §4.2.4 allows stale unless must-revalidate/no-cache/s-maxage. */
+      staleIfDisconnected: boolean;
+      onlyIfCachedFail?: boolean;
+    };
 
 /** §4 + §5.2: may this stored response answer this request, and how. */
 export function reuseDecision(s: StoredView, requestHeaders: HeaderMap, p: CachePolicy, now: number): Reuse {
-  const res = parseCacheControl(headerValue(s.headers, "cache-control"));
+  const res = responseDirectives(s.headers).cc;
   const req = requestDirectives(requestHeaders);
   const { lifetime } = freshnessLifetime(s.status, s.headers, p, s.timing.responseTime);
   const age = currentAge(s.headers, s.timing, now);
@@ -280,6 +356,7 @@ export function reuseDecision(s: StoredView, requestHeaders: HeaderMap, p: Cache
     age,
     ttl,
     staleIfError: !mustRevalidate && sieWindow > 0 && staleBy < sieWindow,
+    staleIfDisconnected: !mustRevalidate && !noCache,
     onlyIfCachedFail: req.has("only-if-cached"),
   };
 }
@@ -362,6 +439,25 @@ export function varyFields(headers: HeaderMap): string[] {
   return names.includes("*") ? ["*"] : names.sort();
 }
 
+/** Content-negotiation fields whose list order (within one q) and case carry no meaning. */
+const NEGOTIATION = new Set(["accept", "accept-language", "accept-encoding", "accept-charset"]);
+
+/** Normalises a request field value for the secondary key: whitespace always; case and order for Accept-*. */
+export function normaliseVaryValue(field: string, value: string): string {
+  const items = value
+    .split(",")
+    .map((x) => x.replace(/\s+/g, ""))
+    .filter((x) => x !== "");
+  if (!NEGOTIATION.has(field)) return items.join(",");
+  const weighted = items.map((x) => {
+    const lower = field === "accept" ? x : x.toLowerCase();
+    const q = /;q=([0-9.]+)/i.exec(lower);
+    return { x: lower.replace(/;q=1(?:\.0*)?$/i, ""), q: q ? Number(q[1]) : 1 };
+  });
+  weighted.sort((a, b) => b.q - a.q || (a.x < b.x ? -1 : a.x > b.x ? 1 : 0));
+  return weighted.map((w) => w.x).join(",");
+}
+
 /** §4.1 secondary key: the normalised request values of the Vary fields (absent ≠ empty). */
 export function secondaryKey(fields: readonly string[], requestHeaders: HeaderMap): string {
   if (fields.length === 0) return "";
@@ -369,11 +465,7 @@ export function secondaryKey(fields: readonly string[], requestHeaders: HeaderMa
     .map((f) => {
       const v = requestHeaders[f];
       if (v === undefined) return `${f}\u0001`;
-      const text = (Array.isArray(v) ? v.join(", ") : v)
-        .replace(/\s*,\s*/g, ",")
-        .replace(/\s+/g, " ")
-        .trim();
-      return `${f}=${text}`;
+      return `${f}=${normaliseVaryValue(f, Array.isArray(v) ? v.join(",") : v)}`;
     })
     .join("\u0000");
 }
@@ -502,4 +594,29 @@ export function responseTags(headers: HeaderMap): string[] {
   const ct = headerValue(headers, "cache-tag");
   if (ct) for (const t of ct.split(",")) if (t.trim()) tags.add(t.trim());
   return [...tags];
+}
+
+// ---- ranges (RFC 9110 §14) ------------------------------------------------------------------------
+
+/**
+ * The one byte range a `Range` header asks of a body of `length` bytes: {start, end} inclusive,
+ * "unsatisfiable", or undefined to answer with the whole body (absent, multiple ranges, or malformed).
+ */
+export function byteRange(
+  range: string | undefined,
+  length: number,
+): { start: number; end: number } | "unsatisfiable" | undefined {
+  if (!range) return undefined;
+  const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(range);
+  if (!m || (m[1] === "" && m[2] === "")) return undefined;
+  if (m[1] === "") {
+    const suffix = Number(m[2]);
+    if (suffix === 0) return "unsatisfiable";
+    return { start: Math.max(0, length - suffix), end: length - 1 };
+  }
+  const start = Number(m[1]);
+  const end = m[2] === "" ? length - 1 : Math.min(Number(m[2]), length - 1);
+  if (m[2] !== "" && Number(m[2]) < start) return undefined;
+  if (start >= length) return "unsatisfiable";
+  return { start, end };
 }
