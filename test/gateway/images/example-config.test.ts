@@ -21,8 +21,14 @@ await writeImageSet(imagesDir);
 const saved = { dir: process.env.EDGEWAY_IMAGES_DIR, tmp: process.env.TMPDIR };
 process.env.EDGEWAY_IMAGES_DIR = imagesDir;
 process.env.TMPDIR = tmp;
-const cfg = parseYamlText(readFileSync("config/examples/images.yaml", "utf8")) as Record<string, any>;
-process.env.EDGEWAY_IMAGES_DIR = saved.dir;
+type Listen = { listen: { port: number } };
+const cfg = parseYamlText(readFileSync("config/examples/images.yaml", "utf8")) as Record<string, unknown> & {
+  server: Listen;
+  admin: Listen;
+  demoOrigin: Listen;
+};
+if (saved.dir === undefined) delete process.env.EDGEWAY_IMAGES_DIR;
+else process.env.EDGEWAY_IMAGES_DIR = saved.dir;
 if (saved.tmp === undefined) delete process.env.TMPDIR;
 else process.env.TMPDIR = saved.tmp;
 cfg.server.listen.port = 0;
@@ -173,7 +179,9 @@ t.test("variants land in the disk cache under the temp dir; metrics are exported
   t.match(metrics, /edgeway_image_bytes_total\{kind="served"\} \d+/);
   t.match(metrics, /edgeway_image_cache_requests_total\{result="miss"\} \d+/);
   t.match(metrics, /edgeway_image_queue_depth 0/);
-  const srcset = await (await fetch(`${gw.adminUrl}/images/srcset?src=/img/photo.jpg&sizes=50vw`)).json();
+  const srcset = (await (
+    await fetch(`${gw.adminUrl}/images/srcset?src=/img/photo.jpg&sizes=50vw`)
+  ).json()) as { srcset: string; picture: string };
   t.match(srcset.srcset, /\/img\/photo\.jpg\?w=320 320w/);
   t.match(srcset.picture, /^<picture>/);
 });
