@@ -54,8 +54,11 @@ export class AuthStore {
       this.sub.on("message", (_channel: string, text: string) => this.onMessage(text));
     }
     this.timer = setInterval(() => {
-      this.sweep(Date.now());
-      if (this.redis) void this.sync(false);
+      const expired = this.sweep(Date.now());
+      if (!this.redis) return;
+      // Every gateway sweeps; deleting a field twice is harmless.
+      if (expired.length > 0) this.redis.hdel(this.hashKey, ...expired).catch(() => {});
+      void this.sync(false);
     }, cfg?.syncInterval ?? 30_000);
     this.timer.unref();
   }
@@ -109,8 +112,10 @@ export class AuthStore {
     return out;
   }
 
-  get(key: string): Rule | undefined {
-    return this.rules.get(key);
+  /** A live rule (expired ones are treated as gone even before the sweep). */
+  get(key: string, now = Date.now()): Rule | undefined {
+    const r = this.rules.get(key);
+    return r && r.expiresAt > now ? r : undefined;
   }
 
   /** Adds rules everywhere. Applied locally at once; throws when Redis is configured and the write fails. */
@@ -196,10 +201,17 @@ export class AuthStore {
     return this.syncing;
   }
 
-  /** Forgets expired rules and replay entries held in memory. */
-  sweep(now: number): void {
-    for (const [k, r] of this.rules) if (r.expiresAt <= now) this.rules.delete(k);
+  /** Forgets expired rules and replay entries held in memory; returns the keys of the rules dropped. */
+  sweep(now: number): string[] {
+    const dropped: string[] = [];
+    for (const [k, r] of this.rules) {
+      if (r.expiresAt <= now) {
+        this.rules.delete(k);
+        dropped.push(k);
+      }
+    }
     for (const [k, e] of this.replay) if (e.expiresAt <= now) this.replay.delete(k);
+    return dropped;
   }
 
   /**
@@ -232,7 +244,11 @@ export class AuthStore {
 
   /** Snapshot of the rules (admin listing), newest first, at most `limit`. */
   list(limit: number): Rule[] {
-    return [...this.rules.values()].sort((a, b) => b.createdAt - a.createdAt).slice(0, limit);
+    const now = Date.now();
+    return [...this.rules.values()]
+      .filter((r) => r.expiresAt > now)
+      .sort((a, b) => b.createdAt - a.createdAt)
+      .slice(0, limit);
   }
 
   async close(): Promise<void> {

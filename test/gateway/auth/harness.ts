@@ -25,6 +25,8 @@ export interface AuthHarness {
   /** Reason logged for a request (access-log field `auth`). */
   reasonOf(res: Response): string | undefined;
   admin(path: string, body: unknown): Promise<Response>;
+  /** Resolves once the rules store is readable (Redis connected and synced). */
+  storeReady(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -111,6 +113,16 @@ export async function startAuthHarness(auth: Record<string, unknown> = authSecti
         headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
         body: JSON.stringify(body),
       }),
+    async storeReady() {
+      for (let i = 0; i < 100; i++) {
+        const s = (await (await fetch(`${gw.adminUrl}/admin/auth/status`)).json()) as {
+          store: { readable: boolean };
+        };
+        if (s.store.readable) return;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error("the auth store did not become readable");
+    },
     close: async () => {
       await gw.close();
       await up.close();
