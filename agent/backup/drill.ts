@@ -27,6 +27,8 @@ export interface DrillReport {
   usedPartialWal: boolean;
   checks: CheckResult[];
   restoreSeconds: number;
+  /** Seconds per phase: download+unpack, WAL fetch, server start, recovery to the target, checks. */
+  phases: Record<string, number>;
   startedAt: string;
   error?: string;
 }
@@ -97,7 +99,14 @@ export async function runDrill(
     usedPartialWal: false,
     checks: [],
     restoreSeconds: 0,
+    phases: {},
     startedAt,
+  };
+  let mark = t0;
+  const phase = (name: string) => {
+    const now = performance.now();
+    report.phases[name] = Math.round(now - mark) / 1000;
+    mark = now;
   };
   const scratch = await mkdtemp(join(config.drill.scratchDir ?? tmpdir(), "edgeway-drill-"));
   const dataDir = join(scratch, "data");
@@ -116,6 +125,7 @@ export async function runDrill(
       );
     report.baseId = base.manifest.id;
     await extractBase(env, base, dataDir);
+    phase("unpack");
     const wal = await fetchWal(
       env,
       walDir,
@@ -124,6 +134,7 @@ export async function runDrill(
     );
     report.walSegments = wal.segments.length;
     report.usedPartialWal = wal.partial !== undefined;
+    phase("walFetch");
 
     const port = await spareLoopbackPort();
     await rm(join(dataDir, "standby.signal"), { force: true });
@@ -164,6 +175,7 @@ export async function runDrill(
       const log = await readFile(join(scratch, "server.log"), "utf8").catch(() => "");
       throw new Error(`scratch cluster did not start: ${log.trim().split("\n").slice(-4).join(" | ")}`);
     }
+    phase("start");
     const user = connParams(env.pgUrl).user;
     const source = connParams(env.pgUrl).database;
     // Wait for recovery to finish (promotion) before checking: the checks must see the recovered end state.
@@ -186,6 +198,7 @@ export async function runDrill(
       }
     }
     report.restoreSeconds = (performance.now() - t0) / 1000;
+    phase("recovery");
     const checks = config.drill.checks.length
       ? config.drill.checks
       : [{ name: "connects", sql: "select 1" } satisfies DrillCheck];
@@ -198,6 +211,7 @@ export async function runDrill(
       }
     }
     report.rtoSeconds = (performance.now() - t0) / 1000;
+    phase("checks");
     report.ok = report.checks.every((c) => c.ok);
     if (!report.ok)
       report.error = `checks failed: ${report.checks

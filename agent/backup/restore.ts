@@ -11,6 +11,8 @@ import { parseLsn } from "./lsn.ts";
 import type { ManifestFile } from "./manifest.ts";
 import type { BackupEnv } from "./writer.ts";
 
+const WAL_FETCH_CONCURRENCY = 4;
+
 /** A stored file as its plain content: decrypted (with the key the manifest names) but still compressed. */
 export async function openStoredFile(
   env: BackupEnv,
@@ -94,6 +96,7 @@ export async function fetchWal(
   const full = new Set(wal.filter((e) => !e.manifest.id.endsWith(".partial")).map((e) => e.manifest.id));
   const segments: string[] = [];
   let partial: string | undefined;
+  const jobs: { entry: CatalogEntry; target: string }[] = [];
   for (const e of wal) {
     const m = e.manifest;
     if (parseLsn(m.stopLsn) <= from) continue;
@@ -103,12 +106,20 @@ export async function fetchWal(
       if (full.has(target)) continue;
       partial = m.id;
     }
-    const file = m.files[0]!;
-    const source = await openStoredFile(env, e, file);
-    const d = decompressor(file.compression);
-    await pipeline([source, ...(d ? [d] : []), createWriteStream(join(dir, target))] as never);
-    segments.push(target);
+    jobs.push({ entry: e, target });
   }
+  // A few downloads in flight: WAL fetch is latency-bound on object storage.
+  const next = async (): Promise<void> => {
+    const job = jobs.shift();
+    if (!job) return;
+    const file = job.entry.manifest.files[0]!;
+    const source = await openStoredFile(env, job.entry, file);
+    const d = decompressor(file.compression);
+    await pipeline([source, ...(d ? [d] : []), createWriteStream(join(dir, job.target))] as never);
+    segments.push(job.target);
+    return next();
+  };
+  await Promise.all(Array.from({ length: WAL_FETCH_CONCURRENCY }, next));
   return { segments: segments.sort(), partial };
 }
 
