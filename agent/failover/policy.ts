@@ -32,6 +32,8 @@ export interface Topology {
   transition: Transition | null;
   /** When the last primary change completed, for the minimum interval between failovers. */
   changedAt: number;
+  /** Each region's gateway upstreams, copied from the agents' config at bootstrap (DNS intent). */
+  regions?: Record<string, { upstreams: string[] }>;
 }
 
 /** One observer's view of one region: up or down, and for how long (observer's monotonic clock). */
@@ -46,8 +48,8 @@ export interface HealthReport {
   node: string;
   /** Publication time (publisher's wall clock, ms). */
   at: number;
-  /** The local PostgreSQL: its role, or "down" when unreachable. */
-  role: PgRole | "down";
+  /** The local PostgreSQL: its role, "down" when unreachable, "none" in a region without a database. */
+  role: PgRole | "down" | "none";
   /** True when the local PostgreSQL is read-only because the agent fenced it. */
   fenced: boolean;
   /** The topology epoch at which this agent last confirmed it is fenced (0: never). */
@@ -290,7 +292,7 @@ export function decide(input: DecideInput): Decision {
     const roles: Record<string, PgRole> = {};
     for (const r of input.regions) {
       const h = input.healths[r];
-      if (h && h.role !== "down") roles[r] = h.role;
+      if (h && (h.role === "primary" || h.role === "standby")) roles[r] = h.role;
     }
     roles[input.initialPrimary] = "primary";
     return {
@@ -514,8 +516,10 @@ export function reconcileLocal(input: LocalInput): LocalAction[] {
   }
   // Down: never start a former primary as a primary; it comes back as a standby of the new one.
   if (!input.managePostgres || !input.leaseOk || !topo) return actions;
+  // A dead primary is not restarted by the agent: its crash is what the other regions detect. (A
+  // service manager may restart it; back within the failure window, nothing fails over.)
   if (otherPrimary && input.autoRejoin) actions.push("rejoin");
-  else if (topo.primary === region || topo.roles[region] === "standby") actions.push("start");
+  else if (topo.primary !== region && topo.roles[region] === "standby") actions.push("start");
   return actions;
 }
 

@@ -589,7 +589,12 @@ t.test("local reconciliation", async (t) => {
     ["rejoin"],
     "a dead old primary comes back as a standby",
   );
-  t.same(reconcileLocal(local({ pg: down })), ["start"]);
+  t.same(reconcileLocal(local({ pg: down })), [], "a crashed primary is not restarted by the agent");
+  t.same(
+    reconcileLocal(local({ region: B, topology: demoting("failover"), pg: down })),
+    ["start"],
+    "a standby is",
+  );
   t.same(reconcileLocal(local({ pg: down, managePostgres: false })), []);
   t.same(reconcileLocal(local({ pg: down, leaseOk: false })), []);
   t.ok(

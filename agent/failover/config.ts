@@ -1,0 +1,107 @@
+import { z } from "zod";
+import { byteSize, duration } from "../../lib/config/index.ts";
+import { checkTimings, type Timings } from "./policy.ts";
+
+const regionSchema = z.strictObject({
+  name: z.string().min(1),
+  /** How other agents reach this region's PostgreSQL (probe, pg_rewind source, remote fence). Absent: no database. */
+  postgres: z.string().min(1).optional(),
+  /** The gateway upstreams of this region (for the topology and DNS intent). */
+  upstreams: z.array(z.string().min(1)).default([]),
+});
+
+/** The `failover:` section of the agent config. Absent: the module runs nothing. */
+export const failoverSectionSchema = z
+  .strictObject({
+    etcd: z.strictObject({
+      endpoints: z.array(z.string().min(1)).min(1),
+      prefix: z.string().min(1).default("/edgeway/failover/"),
+      /** Deadline of one etcd call; a keep-alive slower than this counts as missed. */
+      requestTimeout: duration({ min: 50 }).prefault("1s"),
+    }),
+    /** Every region, in preference order (candidate ties, DNS failover order). */
+    regions: z.array(regionSchema).min(1),
+    /** The primary region written when etcd holds no topology yet. */
+    initialPrimary: z.string().min(1),
+    /** automatic: the leader fails over; manual: it only writes a proposal for an operator. */
+    mode: z.enum(["automatic", "manual"]).default("automatic"),
+    ttl: duration({ min: 2000 }).prefault("6s"),
+    loopWait: duration({ min: 50 }).prefault("1s"),
+    fenceMargin: duration({ min: 1 }).prefault("2.5s"),
+    fenceCheck: duration({ min: 10 }).prefault("250ms"),
+    fenceTimeout: duration({ min: 50 }).prefault("1s"),
+    clockDrift: z.number().min(0).max(0.5).default(0.01),
+    failureWindow: duration().prefault("3s"),
+    /** A health report older than this does not count (its agent is not publishing). */
+    staleAfter: duration({ min: 1 }).prefault("3s"),
+    maxLag: byteSize().prefault("16MiB"),
+    minInterval: duration().prefault("5m"),
+    switchoverTimeout: duration({ min: 100 }).prefault("10s"),
+    promoteTimeout: duration({ min: 100 }).prefault("10s"),
+    probeTimeout: duration({ min: 50 }).prefault("1s"),
+    postgres: z
+      .strictObject({
+        /** The local PostgreSQL as a superuser; defaults to agent.postgres.url. */
+        url: z.string().min(1).optional(),
+        /** Let the agent stop, start and pg_rewind the local server (needs dataDir). */
+        manage: z.boolean().default(false),
+        dataDir: z.string().min(1).optional(),
+        binDir: z.string().min(1).optional(),
+        runAs: z.string().min(1).optional(),
+        logFile: z.string().min(1).optional(),
+        /** Rejoin an old primary as a standby of the new one automatically. */
+        autoRejoin: z.boolean().default(true),
+      })
+      .prefault({}),
+  })
+  .superRefine((cfg, ctx) => {
+    const names = cfg.regions.map((r) => r.name);
+    names.forEach((n, i) => {
+      if (names.indexOf(n) !== i)
+        ctx.addIssue({
+          code: "custom",
+          path: ["regions", i, "name"],
+          message: `duplicate region ${JSON.stringify(n)}`,
+        });
+    });
+    if (!names.includes(cfg.initialPrimary)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["initialPrimary"],
+        message: `must be one of the regions (${names.join(", ")})`,
+      });
+    }
+    if (cfg.postgres.manage && !cfg.postgres.dataDir) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["postgres", "dataDir"],
+        message: "is required when postgres.manage is true",
+      });
+    }
+    for (const problem of checkTimings(timingsOf(cfg)))
+      ctx.addIssue({ code: "custom", path: ["ttl"], message: problem });
+  });
+
+export type FailoverConfig = z.output<typeof failoverSectionSchema>;
+
+export function timingsOf(cfg: {
+  ttl: number;
+  loopWait: number;
+  fenceMargin: number;
+  fenceCheck: number;
+  fenceTimeout: number;
+  clockDrift: number;
+  failureWindow: number;
+  etcd: { requestTimeout: number };
+}): Timings {
+  return {
+    ttlMs: cfg.ttl,
+    loopMs: cfg.loopWait,
+    fenceMarginMs: cfg.fenceMargin,
+    fenceCheckMs: cfg.fenceCheck,
+    fenceTimeoutMs: cfg.fenceTimeout,
+    requestTimeoutMs: cfg.etcd.requestTimeout,
+    clockDrift: cfg.clockDrift,
+    failureWindowMs: cfg.failureWindow,
+  };
+}

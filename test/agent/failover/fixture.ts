@@ -1,0 +1,148 @@
+/**
+ * A small multi-region failover world for tests and the bench: a 3-member etcd, a PostgreSQL primary
+ * (region A) with a streaming standby (region B), and one failover controller per region (C has no
+ * database and only votes).
+ */
+import { Writable } from "node:stream";
+import { pino } from "pino";
+import { Registry } from "prom-client";
+import { type FailoverConfig, failoverSectionSchema } from "../../../agent/failover/config.ts";
+import { FailoverController } from "../../../agent/failover/controller.ts";
+import type { Topology } from "../../../agent/failover/policy.ts";
+import { probePostgres } from "../../../agent/failover/postgres.ts";
+import { type EtcdCluster, startEtcdCluster } from "../../helpers/etcd-cluster.ts";
+import { type PgCluster, startCluster, startStandby } from "../../helpers/pg-cluster.ts";
+
+export const REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-1"] as const;
+
+/** Fast timings that still satisfy the timing inequality (checked by the schema). */
+export const FAST_TIMINGS = {
+  ttl: "2s",
+  loopWait: "200ms",
+  fenceMargin: "1s",
+  fenceCheck: "100ms",
+  fenceTimeout: "500ms",
+  failureWindow: "1s",
+  staleAfter: "1s",
+  probeTimeout: "500ms",
+  minInterval: "0s",
+  switchoverTimeout: "8s",
+  promoteTimeout: "8s",
+};
+
+export interface World {
+  etcd: EtcdCluster;
+  pg: Record<string, PgCluster>;
+  controllers: Record<string, FailoverController>;
+  configFor(region: string): FailoverConfig;
+  /** Restarts a region's controller (after a stop). */
+  restart(region: string): Promise<void>;
+  topology(): Promise<Topology | undefined>;
+  /** Until the region's PostgreSQL takes a write (its agent unfenced it). */
+  waitWritable(region: string, timeoutMs: number): Promise<void>;
+  waitFor(pred: (t: Topology | undefined) => boolean, timeoutMs: number, what: string): Promise<Topology>;
+  stop(): Promise<void>;
+}
+
+const quiet = () =>
+  pino(
+    { level: process.env.FAILOVER_LOG ?? "silent" },
+    new Writable({
+      write(chunk, _enc, cb) {
+        process.stderr.write(chunk);
+        cb();
+      },
+    }),
+  );
+
+export async function startWorld(
+  opts: { sync?: boolean; timings?: Record<string, string> } = {},
+): Promise<World> {
+  const etcd = await startEtcdCluster();
+  const settings = { wal_log_hints: "on", full_page_writes: "on", wal_keep_size: "64MB" };
+  const a = await startCluster({ settings, preload: [] });
+  const b = await startStandby(a, { settings: { application_name: "eu-west-1" } as never });
+  if (opts.sync) {
+    await a.query("alter system set synchronous_standby_names = '*'");
+    await a.query("select pg_reload_conf()");
+  }
+  const pg: Record<string, PgCluster> = { [REGIONS[0]]: a, [REGIONS[1]]: b };
+  const configFor = (region: string): FailoverConfig => {
+    const cluster = pg[region];
+    return failoverSectionSchema.parse({
+      etcd: { endpoints: etcd.endpoints, prefix: "/edgeway/failover/", requestTimeout: "300ms" },
+      regions: REGIONS.map((r) => ({
+        name: r,
+        ...(pg[r] ? { postgres: pg[r]!.url } : {}),
+        upstreams: [`http://${r}.invalid`],
+      })),
+      initialPrimary: REGIONS[0],
+      ...FAST_TIMINGS,
+      ...opts.timings,
+      postgres: cluster
+        ? {
+            url: cluster.url,
+            manage: true,
+            dataDir: cluster.dataDir,
+            logFile: cluster.logFile,
+            runAs: process.getuid?.() === 0 ? "postgres" : undefined,
+          }
+        : {},
+    });
+  };
+  const make = (region: string) =>
+    new FailoverController(configFor(region), {
+      region,
+      nodeName: `${region}-agent`,
+      pgUrl: pg[region]?.url ?? "postgres://unused",
+      logger: quiet().child({ region }),
+      registry: new Registry(),
+    });
+  const controllers: Record<string, FailoverController> = {};
+  for (const r of REGIONS) controllers[r] = make(r);
+  const reader = controllers[REGIONS[2]]!.store;
+  const world: World = {
+    etcd,
+    pg,
+    controllers,
+    configFor,
+    async restart(region) {
+      controllers[region] = make(region);
+      await controllers[region]!.start();
+    },
+    async topology() {
+      return (await reader.readTopology()).topology;
+    },
+    async waitWritable(region, timeoutMs) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const probe = await probePostgres(pg[region]!.url, 1000);
+        if (probe.up && !probe.inRecovery && !probe.readOnly) return;
+        if (Date.now() > deadline)
+          throw new Error(`${region} not writable after ${timeoutMs}ms: ${JSON.stringify(probe)}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    async waitFor(pred, timeoutMs, what) {
+      const deadline = Date.now() + timeoutMs;
+      let last: Topology | undefined;
+      while (Date.now() < deadline) {
+        try {
+          last = await world.topology();
+          if (pred(last)) return last!;
+        } catch {
+          // etcd briefly unavailable
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error(`timed out waiting for ${what}; topology: ${JSON.stringify(last)}`);
+    },
+    async stop() {
+      await Promise.all(Object.values(controllers).map((c) => c.stop().catch(() => {})));
+      await Promise.all(Object.values(pg).map((c) => c.destroy()));
+      await etcd.stop();
+    },
+  };
+  for (const c of Object.values(controllers)) await c.start();
+  return world;
+}
