@@ -505,7 +505,7 @@ export class GatewayServer {
     this.reloading = (async () => {
       try {
         if (!file) throw new Error("no config file to reload from");
-        const next = loadGatewayConfig(file);
+        const next = await loadGatewayConfig(file);
         const old = this.runtime;
         const rt = await Runtime.build(next, this.runtimeDeps());
         this.runtime = rt;

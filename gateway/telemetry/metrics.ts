@@ -1,4 +1,10 @@
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, type Registry } from "prom-client";
+import {
+  type CounterCell,
+  type HistogramCell,
+  HotCounter,
+  HotHistogram,
+} from "../../lib/telemetry/hot-metrics.ts";
 
 /** Request latency buckets (seconds): fine below 100 ms where a proxy lives, coarse up to a minute. */
 export const LATENCY_BUCKETS = [
@@ -10,38 +16,39 @@ export function statusClass(status: number): string {
   return STATUS_CLASS[(status / 100) | 0] ?? "5xx";
 }
 
-/** Methods outside this set are reported as "other", so a client cannot mint label values. */
-const KNOWN_METHODS = new Set([
-  "GET",
-  "HEAD",
-  "POST",
-  "PUT",
-  "PATCH",
-  "DELETE",
-  "OPTIONS",
-  "CONNECT",
-  "TRACE",
-]);
+/** Methods outside this list are reported as "other", so a client cannot mint label values. */
+const METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"];
+const METHOD_INDEX = new Map(METHODS.map((m, i) => [m, i]));
+const OTHER_METHOD = METHODS.length;
 export function methodLabel(method: string): string {
-  return KNOWN_METHODS.has(method) ? method : "other";
+  return METHOD_INDEX.has(method) ? method : "other";
 }
 
-/** Anything with a `.inc(n)`/`.observe(v)`: prom-client children, cached per label set. */
-interface Child {
-  inc(n?: number): void;
+/** Where an upstream attempt went: the config-defined names an endpoint is labelled with. */
+export interface EndpointLabels {
+  readonly service: string;
+  readonly url: string;
+  readonly region: string;
 }
-interface ObserveChild {
-  observe(v: number): void;
+
+/** One endpoint's metric children, resolved once and reused for every request to it. */
+export interface EndpointMetrics {
+  readonly duration: HistogramCell;
+  /** Counts an upstream response by status class. */
+  response(status: number): void;
 }
 
 /**
  * The gateway core's metrics. Labels are only config-defined names (route, service, endpoint, region)
- * and bounded classes. Children are cached by label key so the hot path does one Map lookup.
+ * and bounded classes, never a path, query or user. Per-request updates go through metric children
+ * cached by route/method/status or by endpoint object, so the hot path allocates nothing; connection
+ * and in-flight gauges are plain numbers read at scrape time.
  */
 export class GatewayMetrics {
-  readonly requests: Counter<"route" | "method" | "status_class">;
-  readonly requestDuration: Histogram<"route" | "method" | "status_class">;
-  readonly upstreamDuration: Histogram<"service" | "endpoint" | "region">;
+  readonly requests: HotCounter<"route" | "method" | "status_class">;
+  readonly requestDuration: HotHistogram<"route" | "method" | "status_class">;
+  readonly upstreamDuration: HotHistogram<"service" | "endpoint" | "region">;
+  readonly upstreamResponses: HotCounter<"service" | "endpoint" | "region" | "status_class">;
   readonly upstreamConnectErrors: Counter<"service" | "endpoint" | "region">;
   readonly upstreamTimeouts: Counter<"service" | "endpoint" | "region" | "kind">;
   readonly upstreamRetries: Counter<"service">;
@@ -52,29 +59,40 @@ export class GatewayMetrics {
   readonly ejections: Counter<"service" | "endpoint" | "region">;
   readonly reloads: Counter<"result">;
   readonly problems: Counter<"route" | "code">;
-  private readonly counterChildren = new Map<string, Child>();
-  private readonly histChildren = new Map<string, ObserveChild>();
+  /** Open client connections and requests being handled; the gauges read these when scraped. */
+  connectionCount = 0;
+  inflightCount = 0;
+  /** route → children indexed by method × status class. */
+  private readonly requestChildren = new Map<string, ({ c: CounterCell; h: HistogramCell } | undefined)[]>();
+  private readonly endpointChildren = new WeakMap<EndpointLabels, EndpointMetrics>();
 
   constructor(registry: Registry) {
     const registers = [registry];
-    this.requests = new Counter({
+    const self = this;
+    this.requests = new HotCounter({
       name: "edgeway_http_requests_total",
-      help: "Requests answered, by route, method and status class.",
+      help: "Requests answered, by route, method and status class (route none: no route matched).",
       labelNames: ["route", "method", "status_class"],
       registers,
     });
-    this.requestDuration = new Histogram({
+    this.requestDuration = new HotHistogram({
       name: "edgeway_http_request_duration_seconds",
       help: "Time from request received to response finished.",
       labelNames: ["route", "method", "status_class"],
       buckets: LATENCY_BUCKETS,
       registers,
     });
-    this.upstreamDuration = new Histogram({
+    this.upstreamDuration = new HotHistogram({
       name: "edgeway_upstream_request_duration_seconds",
       help: "Upstream attempt time until response headers, per endpoint.",
       labelNames: ["service", "endpoint", "region"],
       buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.upstreamResponses = new HotCounter({
+      name: "edgeway_upstream_responses_total",
+      help: "Upstream responses by endpoint and status class.",
+      labelNames: ["service", "endpoint", "region", "status_class"],
       registers,
     });
     this.upstreamConnectErrors = new Counter({
@@ -105,16 +123,24 @@ export class GatewayMetrics {
       name: "edgeway_active_connections",
       help: "Open client connections.",
       registers,
+      collect() {
+        this.set(self.connectionCount);
+      },
     });
     this.inflight = new Gauge({
       name: "edgeway_inflight_requests",
       help: "Requests being handled.",
       registers,
+      collect() {
+        this.set(self.inflightCount);
+      },
     });
     this.endpointHealthy = new Gauge({
       name: "edgeway_endpoint_healthy",
       help: "1 when the endpoint may take traffic (healthy and not ejected), else 0.",
       labelNames: ["service", "endpoint", "region"],
+      // Across workers: 0 as soon as one worker stops sending to it.
+      aggregator: "min",
       registers,
     });
     this.ejections = new Counter({
@@ -137,20 +163,51 @@ export class GatewayMetrics {
     });
   }
 
-  /** Counts a finished request; `seconds` is the total handling time. */
+  /** Counts a finished request; `seconds` is the total handling time. `route` is a config name or "none". */
   observeRequest(route: string, method: string, status: number, seconds: number): void {
-    const m = methodLabel(method);
-    const sc = statusClass(status);
-    const key = `${route}\u0000${m}\u0000${sc}`;
-    let c = this.counterChildren.get(key);
-    let h = this.histChildren.get(key);
-    if (!c || !h) {
-      c = this.requests.labels(route, m, sc);
-      h = this.requestDuration.labels(route, m, sc);
-      this.counterChildren.set(key, c);
-      this.histChildren.set(key, h);
+    let byKey = this.requestChildren.get(route);
+    if (!byKey) {
+      byKey = [];
+      this.requestChildren.set(route, byKey);
     }
-    c.inc();
-    h.observe(seconds);
+    const mi = METHOD_INDEX.get(method) ?? OTHER_METHOD;
+    let si = (status / 100) | 0;
+    if (si < 0 || si > 5) si = 5;
+    const k = mi * 6 + si;
+    let child = byKey[k];
+    if (!child) {
+      const m = mi === OTHER_METHOD ? "other" : METHODS[mi]!;
+      const sc = STATUS_CLASS[si]!;
+      child = { c: this.requests.cell(route, m, sc), h: this.requestDuration.cell(route, m, sc) };
+      byKey[k] = child;
+    }
+    child.c.inc();
+    child.h.observe(seconds);
+  }
+
+  /** The metric children of one endpoint, created on first use. */
+  endpoint(e: EndpointLabels): EndpointMetrics {
+    let em = this.endpointChildren.get(e);
+    if (!em) {
+      const duration = this.upstreamDuration.cell(e.service, e.url, e.region);
+      // Cells are created on first use so an endpoint shows only the classes it answered with.
+      const responses: (CounterCell | undefined)[] = [];
+      const upstreamResponses = this.upstreamResponses;
+      em = {
+        duration,
+        response(status: number) {
+          let si = (status / 100) | 0;
+          if (si < 0 || si > 5) si = 5;
+          let c = responses[si];
+          if (!c) {
+            c = upstreamResponses.cell(e.service, e.url, e.region, STATUS_CLASS[si]!);
+            responses[si] = c;
+          }
+          c.inc();
+        },
+      };
+      this.endpointChildren.set(e, em);
+    }
+    return em;
   }
 }

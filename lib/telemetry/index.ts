@@ -1,5 +1,6 @@
 import { hostname } from "node:os";
-import { type Tracer, trace } from "@opentelemetry/api";
+import { context, propagation, type Tracer, trace } from "@opentelemetry/api";
+import { setGlobalErrorHandler, W3CTraceContextPropagator } from "@opentelemetry/core";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import {
@@ -13,6 +14,16 @@ import { collectDefaultMetrics, Registry } from "prom-client";
 import type { TelemetryConfig } from "./schema.ts";
 
 export type { TelemetryConfig } from "./schema.ts";
+
+/**
+ * The W3C trace-context propagator (traceparent, tracestate). Programs use it directly rather than the
+ * global propagator, so extraction/injection does not depend on which provider registered itself first.
+ */
+export const traceContextPropagator = new W3CTraceContextPropagator();
+
+/** The provider registered as the process-wide OTel default (feature code uses `trace.getTracer()`). */
+let globalOwner: NodeTracerProvider | undefined;
+
 export { telemetrySchema } from "./schema.ts";
 
 /** Everything a program needs to report about itself: one metrics registry, one tracer, one logger. */
@@ -93,28 +104,33 @@ export function createTelemetry(opts: TelemetryOptions): Telemetry {
       timeoutMillis: config.tracing.exportTimeout,
     });
     provider = new NodeTracerProvider({
-      resource: resourceFromAttributes({
-        "service.name": serviceName,
-        "service.version": opts.serviceVersion ?? "0.0.0",
-        "deployment.environment.name": config.environment,
-        "deployment.environment": config.environment,
-        "cloud.region": config.region ?? "",
-        "host.name": hostname(),
-      }),
+      resource: resourceFromAttributes(resourceAttributes(serviceName, opts.serviceVersion, config)),
       sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.tracing.sampleRatio) }),
       spanProcessors: [
         // A bounded queue that drops when the collector is slow: export never blocks requests.
         new BatchSpanProcessor(exporter, {
           maxQueueSize: 4096,
           maxExportBatchSize: 512,
-          scheduledDelayMillis: 1000,
+          scheduledDelayMillis: config.tracing.batchDelay,
           exportTimeoutMillis: config.tracing.exportTimeout,
         }),
       ],
     });
+    // Export failures (collector down or hanging) are reported, at most once a minute, never thrown.
+    let lastExportWarning = 0;
+    setGlobalErrorHandler((err) => {
+      const now = Date.now();
+      if (now - lastExportWarning < 60_000) return;
+      lastExportWarning = now;
+      logger.warn({ err: String((err as Error)?.message ?? err) }, "trace export failed; spans dropped");
+    });
+    // The first provider becomes the process default (propagator, AsyncLocalStorage context manager), so
+    // `trace.getTracer()` in feature code reaches it. Later ones (tests running several) stay private.
+    if (!globalOwner) {
+      provider.register();
+      globalOwner = provider;
+    }
   }
-  // Registers the W3C propagator and the AsyncLocalStorage context manager, so child spans find parents.
-  provider?.register();
   const tracer = provider ? provider.getTracer(serviceName, opts.serviceVersion) : trace.getTracer("noop");
 
   return {
@@ -123,10 +139,34 @@ export function createTelemetry(opts: TelemetryOptions): Telemetry {
     logger,
     tracingEnabled: provider !== undefined,
     async shutdown() {
+      if (provider && globalOwner === provider) {
+        trace.disable();
+        propagation.disable();
+        context.disable();
+        globalOwner = undefined;
+      }
       await provider
         ?.shutdown()
         .catch((err: unknown) => logger.warn({ err }, "trace exporter shutdown failed"));
       logger.flush();
     },
   };
+}
+
+/** OTel resource attributes: who emits the spans, in which environment and region, on which host. */
+export function resourceAttributes(
+  serviceName: string,
+  serviceVersion: string | undefined,
+  config: TelemetryConfig,
+): Record<string, string> {
+  const attrs: Record<string, string> = {
+    "service.name": serviceName,
+    "service.version": serviceVersion ?? "0.0.0",
+    // The stable name and the older one most backends still group by.
+    "deployment.environment.name": config.environment,
+    "deployment.environment": config.environment,
+    "host.name": hostname(),
+  };
+  if (config.region) attrs["cloud.region"] = config.region;
+  return attrs;
 }

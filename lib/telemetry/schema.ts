@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { duration } from "../config/index.ts";
 
 /** The `telemetry:` section shared by the gateway's and the agent's config files. */
 export const telemetrySchema = z
@@ -27,7 +28,10 @@ export const telemetrySchema = z
         headers: z.record(z.string(), z.string()).default({}),
         /** Parent-based trace-id ratio for new traces. */
         sampleRatio: z.number().min(0).max(1).default(0.01),
-        exportTimeout: z.number().int().positive().default(5000),
+        /** How long one export may take before it is abandoned ("5s"; a number is milliseconds). */
+        exportTimeout: duration({ min: 1 }).default(5000),
+        /** Time between batch exports ("1s"). */
+        batchDelay: duration({ min: 1 }).default(1000),
       })
       .prefault({}),
   })

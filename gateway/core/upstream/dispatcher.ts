@@ -1,6 +1,7 @@
 import { type Readable, Transform } from "node:stream";
-import { type Context, propagation, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import { type Context, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { errors as undiciErrors } from "undici";
+import { traceContextPropagator } from "../../../lib/telemetry/index.ts";
 import type { GatewayMetrics } from "../../telemetry/metrics.ts";
 import { withoutHopByHop } from "../headers.ts";
 import { GatewayError } from "../problem.ts";
@@ -81,12 +82,36 @@ function limitBody(source: Readable, max: number): Readable {
 
 const tracer = () => trace.getTracer("edgeway-gateway");
 
+const headerSetter = {
+  set(carrier: Record<string, string | string[] | undefined>, key: string, value: string) {
+    carrier[key] = value;
+  },
+};
+
+/** Writes W3C traceparent/tracestate for `ctx` (replacing the client's) into the upstream headers. */
 function injectTrace(ctx: Context, headers: Record<string, string | string[] | undefined>): void {
-  propagation.inject(ctx, headers, {
-    set(carrier, key, value) {
-      carrier[key] = value;
+  traceContextPropagator.inject(ctx, headers, headerSetter);
+}
+
+/** A client span per upstream attempt, with the HTTP client semantic-convention attributes. */
+function startClientSpan(ex: Exchange, endpoint: Endpoint, attempt: number): Span {
+  const u = new URL(endpoint.origin);
+  return tracer().startSpan(
+    ex.request.method,
+    {
+      kind: SpanKind.CLIENT,
+      attributes: {
+        "http.request.method": ex.request.method,
+        "server.address": u.hostname,
+        "server.port": Number(u.port) || (u.protocol === "https:" ? 443 : 80),
+        "url.full": endpoint.origin + ex.request.path,
+        "http.request.resend_count": attempt > 1 ? attempt - 1 : undefined,
+        "edgeway.service": endpoint.service,
+        "edgeway.region": endpoint.region,
+      },
     },
-  });
+    ex.traceContext,
+  );
 }
 
 /**
@@ -134,24 +159,12 @@ export function createDispatcher(r: RouteUpstream): Handler {
           },
         );
       }
-      const span = ex.span.isRecording()
-        ? tracer().startSpan(
-            `${req.method}`,
-            {
-              kind: SpanKind.CLIENT,
-              attributes: {
-                "http.request.method": req.method,
-                "server.address": endpoint.origin,
-                "url.full": endpoint.origin + req.path,
-                "http.request.resend_count": attempt - 1,
-                "edgeway.region": endpoint.region,
-              },
-            },
-            ex.traceContext,
-          )
-        : undefined;
-      // Unsampled requests keep the client's traceparent as received (it is forwarded like any header).
+      const span = ex.span.isRecording() ? startClientSpan(ex, endpoint, attempt) : undefined;
+      // The upstream continues this trace; unsampled requests pass on the gateway's "not sampled"
+      // decision. With tracing off the client's traceparent is forwarded as received.
       if (span) injectTrace(trace.setSpan(ex.traceContext, span), headers);
+      else if (ex.traceContext !== ROOT_CONTEXT) injectTrace(ex.traceContext, headers);
+      const em = metrics.endpoint(endpoint);
 
       ex.upstream = {
         service: service.name,
@@ -173,10 +186,11 @@ export function createDispatcher(r: RouteUpstream): Handler {
           idempotent: IDEMPOTENT.has(req.method),
           blocking: false,
         });
-        metrics.upstreamDuration
-          .labels(service.name, endpoint.url, endpoint.region)
-          .observe((performance.now() - started) / 1000);
+        const upstreamMs = performance.now() - started;
+        em.duration.observe(upstreamMs / 1000);
+        ex.logFields.upstream_ms = Math.round(upstreamMs * 1000) / 1000;
         const status = res.statusCode;
+        em.response(status);
         if (status === 502 || status === 503 || status === 504) service.reportFailure(endpoint);
         else service.reportSuccess(endpoint);
         const resBody = res.body;
@@ -185,21 +199,26 @@ export function createDispatcher(r: RouteUpstream): Handler {
           if (released) return;
           released = true;
           endpoint.outstanding--;
+          span?.end(); // the client span covers the body transfer too
         };
         resBody.once("close", release);
         resBody.once("end", release);
         resBody.once("error", (err: Error) => {
-          release();
           if (err instanceof undiciErrors.BodyTimeoutError) {
             metrics.upstreamTimeouts.labels(service.name, endpoint.url, endpoint.region, "idle_body").inc();
           }
-          span?.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+          span
+            ?.setAttribute(
+              "error.type",
+              err instanceof undiciErrors.BodyTimeoutError ? "idle_body_timeout" : "body_error",
+            )
+            .setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+          release();
         });
         if (span) {
           span.setAttribute("http.response.status_code", status);
           if (status >= 500)
-            span.setAttributes({ "error.type": String(status) }).setStatus({ code: SpanStatusCode.ERROR });
-          span.end();
+            span.setAttribute("error.type", String(status)).setStatus({ code: SpanStatusCode.ERROR });
         }
         const out: GatewayResponse = {
           status,
