@@ -46,7 +46,7 @@ t.test("the systemd unit runs npm run agent's command and verifies", async (t) =
     ["verify", join(ROOT, "deploy/systemd/edgeway-agent.service")],
     { encoding: "utf8" },
   );
-  if (analyze.error) t.skip("systemd-analyze is not installed here");
+  if (analyze.error) t.comment("systemd-analyze is not installed here: verify skipped");
   else t.equal(analyze.status, 0, analyze.stderr);
 });
 
