@@ -32,7 +32,7 @@ export const commands: Command[] = [
     summary: "Validate a gateway config file and exit (non-zero with key paths when invalid).",
     async run(argv) {
       const file = configFlag(argv);
-      const c = loadGatewayConfig(file);
+      const c = await loadGatewayConfig(file);
       process.stdout.write(
         `${file}: ok (${c.core.routes.length} routes, ${Object.keys(c.core.services).length} services)\n`,
       );

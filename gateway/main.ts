@@ -23,7 +23,7 @@ function telemetryFor(config: LoadedConfig): Telemetry {
  * is above 1. Throws ConfigError (key path and reason) when the file is invalid.
  */
 export async function runGateway(configFile: string = DEFAULT_GATEWAY_CONFIG): Promise<void> {
-  const config = loadGatewayConfig(configFile);
+  const config = await loadGatewayConfig(configFile);
   const telemetry = telemetryFor(config);
   const workers = workerCount(config.core.server.workers);
   const stopSignals = ["SIGTERM", "SIGINT"] as const;

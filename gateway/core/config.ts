@@ -20,8 +20,25 @@ export interface LoadedConfig {
 
 const CORE_KEYS = new Set(Object.keys(gatewaySchema.shape));
 
-function factoryByName(name: string): FilterFactory<unknown, unknown> | undefined {
-  return FILTERS.find((f) => f.name === name) as FilterFactory<unknown, unknown> | undefined;
+/** Loads the factories of every feature the raw config names (route filters and top-level sections). */
+async function loadFactories(raw: unknown): Promise<Map<string, FilterFactory<unknown, unknown>>> {
+  const names = new Set<string>();
+  if (raw && typeof raw === "object") {
+    for (const key of Object.keys(raw)) if (!CORE_KEYS.has(key) && FILTERS[key]) names.add(key);
+    const routes = (raw as { routes?: unknown }).routes;
+    if (Array.isArray(routes)) {
+      for (const r of routes) {
+        const filters = (r as { filters?: unknown })?.filters;
+        if (!Array.isArray(filters)) continue;
+        for (const f of filters) {
+          if (f && typeof f === "object") for (const k of Object.keys(f)) if (FILTERS[k]) names.add(k);
+        }
+      }
+    }
+  }
+  const out = new Map<string, FilterFactory<unknown, unknown>>();
+  for (const name of names) out.set(name, (await FILTERS[name]!()) as FilterFactory<unknown, unknown>);
+  return out;
 }
 
 function check(schema: z.ZodType, value: unknown, path: (string | number)[], problems: string[]): unknown {
@@ -36,7 +53,9 @@ function check(schema: z.ZodType, value: unknown, path: (string | number)[], pro
  * Validates everything a gateway config holds, reporting every problem with its key path at once:
  * the core schema, then feature sections (`auth:`, `cache:`…) and each route's `filters:` entries.
  */
-export function validateGatewayConfig(raw: unknown, file?: string): LoadedConfig {
+export async function validateGatewayConfig(raw: unknown, file?: string): Promise<LoadedConfig> {
+  const factories = await loadFactories(raw);
+  const factoryByName = (name: string) => factories.get(name);
   const core = (() => {
     const r = gatewaySchema.safeParse(raw);
     if (!r.success) throw new ConfigError(file, formatIssues(r.error.issues));
@@ -55,7 +74,7 @@ export function validateGatewayConfig(raw: unknown, file?: string): LoadedConfig
     globals.set(key, check(factory.globalSchema, rawObj[key], [key], problems));
   }
   // Features with a global section get their defaults even when the file omits it.
-  for (const f of FILTERS) {
+  for (const f of factories.values()) {
     if (f.globalSchema && !globals.has(f.name)) {
       const used = core.routes.some((r) => r.filters.some((e) => f.name in e));
       if (used) globals.set(f.name, check(f.globalSchema, {}, [f.name], problems));
@@ -78,7 +97,7 @@ export function validateGatewayConfig(raw: unknown, file?: string): LoadedConfig
       const factory = factoryByName(name);
       if (!factory) {
         problems.push(
-          `routes[${ri}].filters[${fi}]: unknown filter "${name}" (known: ${FILTERS.map((f) => f.name).join(", ")})`,
+          `routes[${ri}].filters[${fi}]: unknown filter "${name}" (known: ${Object.keys(FILTERS).join(", ")})`,
         );
         return [];
       }
@@ -95,11 +114,11 @@ export function validateGatewayConfig(raw: unknown, file?: string): LoadedConfig
   return { core, globals, routeFilters, file };
 }
 
-export function parseGatewayConfig(text: string, file?: string): LoadedConfig {
+export function parseGatewayConfig(text: string, file?: string): Promise<LoadedConfig> {
   return validateGatewayConfig(parseYamlText(text, file), file);
 }
 
-export function loadGatewayConfig(file: string): LoadedConfig {
+export async function loadGatewayConfig(file: string): Promise<LoadedConfig> {
   let text: string;
   try {
     text = readFileSync(file, "utf8");

@@ -88,7 +88,7 @@ export async function startGateway(
   const dir = mkdtempSync(join(tmpdir(), "edgeway-gw-"));
   const file = join(dir, "gateway.yaml");
   writeFileSync(file, stringify(cfg));
-  const loaded: LoadedConfig = loadGatewayConfig(file);
+  const loaded: LoadedConfig = await loadGatewayConfig(file);
   const logs = new LogCapture();
   const telemetry = createTelemetry({
     serviceName: "edgeway-gateway",
