@@ -355,7 +355,7 @@ export function reuseDecision(s: StoredView, requestHeaders: HeaderMap, p: Cache
     kind: "revalidate",
     age,
     ttl,
-    staleIfError: !mustRevalidate && sieWindow > 0 && staleBy < sieWindow,
+    staleIfError: !mustRevalidate && !noCache && sieWindow > 0 && staleBy < sieWindow,
     staleIfDisconnected: !mustRevalidate && !noCache,
     onlyIfCachedFail: req.has("only-if-cached"),
   };
