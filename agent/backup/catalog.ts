@@ -176,3 +176,24 @@ export async function hashObject(
   );
   return h.result();
 }
+
+/** Puts a backup under legal hold (or releases it): retention keeps it whatever its age while the marker exists. */
+export async function setLegalHold(
+  storage: BackupStorage,
+  ref: string,
+  hold: { on: boolean; reason?: string; now?: Date },
+): Promise<void> {
+  const [set, id] = ref.split("/");
+  if (!set || !id || !SETS.includes(set as BackupSetName)) {
+    throw new Error(`expected <set>/<id> with set base, wal or logical, got ${JSON.stringify(ref)}`);
+  }
+  const keys = (await storage.list(`${set}/${id}/`)).map((o) => o.key.slice(`${set}/${id}/`.length));
+  if (!keys.includes(MANIFEST)) throw new Error(`no backup ${ref}`);
+  const key = `${set}/${id}/${LEGAL_HOLD}`;
+  if (hold.on) {
+    const at = (hold.now ?? new Date()).toISOString();
+    await putText(storage, key, JSON.stringify({ at, reason: hold.reason ?? null }));
+  } else {
+    await storage.delete(key);
+  }
+}

@@ -1,4 +1,5 @@
 import { type Command, UsageError } from "../../lib/cli/command.ts";
+import { setLegalHold } from "./catalog.ts";
 import type { BackupConfig } from "./config.ts";
 import { runDrill } from "./drill.ts";
 import { createBackupEnv } from "./env.ts";
@@ -72,6 +73,28 @@ export const backupCommands: Command[] = [
       try {
         const report = await prune(env, { dryRun: values["dry-run"] === true });
         process.stdout.write(`${formatPlan(report)}\n`);
+        return 0;
+      } finally {
+        await done();
+      }
+    },
+  },
+  {
+    path: ["agent", "backup", "hold"],
+    usage: "<set>/<id> [--reason text] [--release] [--config file]",
+    summary: "Put a backup under legal hold (retention never deletes it) or release the hold.",
+    async run(argv) {
+      const { values, positionals } = await parseFlags(argv, {
+        reason: { type: "string" },
+        release: { type: "boolean" },
+      });
+      if (positionals.length !== 1)
+        throw new UsageError("usage: edgeway agent backup hold <set>/<id> [--release]");
+      const { env, done } = await envFromArgs(values.config as string | undefined);
+      try {
+        const on = values.release !== true;
+        await setLegalHold(env.storage, positionals[0]!, { on, reason: values.reason as string | undefined });
+        process.stdout.write(`${positionals[0]}: legal hold ${on ? "set" : "released"}\n`);
         return 0;
       } finally {
         await done();

@@ -96,6 +96,25 @@ backup:
   t.match(plan.stdout, /plan \(dry run\): keep 1, delete 0/);
   t.match(plan.stdout, new RegExp(`keep +base/${base.id} +\\(newest-n, newest-verified, daily, weekly\\)`));
 
+  const hold = await edgeway([
+    "agent",
+    "backup",
+    "hold",
+    `base/${base.id}`,
+    "--reason",
+    "audit 2026",
+    "--config",
+    config,
+  ]);
+  t.equal(hold.code, 0, hold.stderr);
+  const held = await edgeway(["agent", "backup", "prune", "--dry-run", "--config", config]);
+  t.match(held.stdout, /legal-hold/);
+  t.equal(
+    (await edgeway(["agent", "backup", "hold", `base/${base.id}`, "--release", "--config", config])).code,
+    0,
+  );
+  t.equal((await edgeway(["agent", "backup", "hold", "base/nope", "--config", config])).code, 1);
+
   const drill = await edgeway(["agent", "drill", "--config", config]);
   t.equal(drill.code, 0, drill.stderr);
   const report = JSON.parse(drill.stdout);
