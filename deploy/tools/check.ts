@@ -25,6 +25,7 @@ import { Ajv } from "ajv";
 import { parseAllDocuments, parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { parseAgentConfig } from "../../agent/config.ts";
 import { AGENT_MODULES } from "../../agent/modules.ts";
+import { parseGatewayConfig } from "../../gateway/core/config.ts";
 import { parseKubeVersion } from "../preflight/apis.ts";
 import { assess, type ManifestObject } from "../preflight/scan.ts";
 import { DASHBOARDS, dashboardText, GRAFANA_DIR } from "./grafana-dashboards.ts";
@@ -157,48 +158,40 @@ export function chartInvariants(set: RenderedSet): string[] {
   return f;
 }
 
-/** Runs the programs' own config validation on the rendered ConfigMaps. */
-export function renderedConfigsAccepted(set: RenderedSet): string[] {
+/** Runs the programs' own config validation (in process) on the rendered ConfigMaps. */
+export async function renderedConfigsAccepted(set: RenderedSet): Promise<string[]> {
   const f: string[] = [];
-  const env = {
-    ...process.env,
+  // The values the pods get from their Secrets and the downward API, so ${VAR} references expand.
+  const env: Record<string, string> = {
     EDGEWAY_REDIS_URL: "redis://127.0.0.1:6379",
     EDGEWAY_JWKS_URL: "https://auth.example.com/.well-known/jwks.json",
     NODE_NAME: "node-1",
   };
-  for (const x of set.objects) {
-    if (x.doc["kind"] !== "ConfigMap") continue;
-    const data = o(x.doc["data"]);
-    if (typeof data["gateway.yaml"] === "string") {
-      const dir = mkdtempSync(join(tmpdir(), "edgeway-gw-config-"));
-      try {
-        writeFileSync(join(dir, "gateway.yaml"), data["gateway.yaml"]);
-        const run = spawnSync(
-          process.execPath,
-          ["bin/edgeway.ts", "gateway", "check", "--config", join(dir, "gateway.yaml")],
-          {
-            cwd: ROOT,
-            env,
-            encoding: "utf8",
-          },
-        );
-        if (run.status !== 0)
-          f.push(`${x.source}: edgeway gateway check rejects gateway.yaml: ${run.stderr.trim()}`);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, env);
+  try {
+    for (const x of set.objects) {
+      if (x.doc["kind"] !== "ConfigMap") continue;
+      const data = o(x.doc["data"]);
+      if (typeof data["gateway.yaml"] === "string") {
+        try {
+          await parseGatewayConfig(data["gateway.yaml"], "gateway.yaml");
+        } catch (err) {
+          f.push(`${x.source}: the gateway rejects gateway.yaml: ${(err as Error).message}`);
+        }
+      }
+      if (typeof data["agent.yaml"] === "string") {
+        try {
+          parseAgentConfig(data["agent.yaml"], AGENT_MODULES, "agent.yaml");
+        } catch (err) {
+          f.push(`${x.source}: the agent rejects agent.yaml: ${(err as Error).message}`);
+        }
       }
     }
-    if (typeof data["agent.yaml"] === "string") {
-      const saved = process.env["NODE_NAME"];
-      process.env["NODE_NAME"] = "node-1";
-      try {
-        parseAgentConfig(data["agent.yaml"], AGENT_MODULES, "agent.yaml");
-      } catch (err) {
-        f.push(`${x.source}: the agent rejects agent.yaml: ${(err as Error).message}`);
-      } finally {
-        if (saved === undefined) delete process.env["NODE_NAME"];
-        else process.env["NODE_NAME"] = saved;
-      }
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
     }
   }
   return f;
@@ -355,7 +348,9 @@ export async function runChecks(opts: { scrape?: boolean } = {}): Promise<CheckR
     pssNotes,
   );
   await step("chart invariants", () => sets.flatMap((s) => chartInvariants(s).map((m) => `${s.name}: ${m}`)));
-  await step("rendered configs accepted by edgeway", () => sets.flatMap(renderedConfigsAccepted));
+  await step("rendered configs accepted by edgeway", async () =>
+    (await Promise.all(sets.map(renderedConfigsAccepted))).flat(),
+  );
   await step("promtool check rules / test rules", checkRules);
   const catalogNotes: string[] = [];
   await step(

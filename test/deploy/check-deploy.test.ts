@@ -4,7 +4,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import t from "tap";
-import { chartInvariants, checkDashboards, renderSets, validateValues } from "../../deploy/tools/check.ts";
+import {
+  chartInvariants,
+  checkDashboards,
+  renderedConfigsAccepted,
+  renderSets,
+  validateValues,
+} from "../../deploy/tools/check.ts";
 import {
   type MetricCatalog,
   metricExists,
@@ -75,6 +81,21 @@ t.test("chart invariants catch a Deployment that could drop capacity", async (t)
     dep.doc as { spec: { strategy: { rollingUpdate: { maxUnavailable: number } } } }
   ).spec.strategy.rollingUpdate.maxUnavailable = 1;
   t.match(chartInvariants(broken).join("\n"), /maxUnavailable 0/);
+});
+
+t.test("rendered configs go through the programs' own validation", async (t) => {
+  const [defaults] = renderSets();
+  t.same(await renderedConfigsAccepted(defaults!), []);
+  const broken = structuredClone(defaults!);
+  for (const x of broken.objects) {
+    const data = x.doc["data"] as Record<string, string> | undefined;
+    if (data?.["gateway.yaml"]) data["gateway.yaml"] += "routez: []\n";
+    if (data?.["agent.yaml"])
+      data["agent.yaml"] = data["agent.yaml"].replace("shutdownGrace:", "shutdownGrase:");
+  }
+  const failures = (await renderedConfigsAccepted(broken)).join("\n");
+  t.match(failures, /the gateway rejects gateway\.yaml/);
+  t.match(failures, /the agent rejects agent\.yaml: [^]*unknown key "shutdownGrase"/);
 });
 
 t.test("a query naming a metric nobody exports fails, listing the name", async (t) => {
