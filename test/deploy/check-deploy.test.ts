@@ -95,7 +95,7 @@ t.test("rendered configs go through the programs' own validation", async (t) => 
   }
   const failures = (await renderedConfigsAccepted(broken)).join("\n");
   t.match(failures, /the gateway rejects gateway\.yaml/);
-  t.match(failures, /the agent rejects agent\.yaml: [^]*unknown key "shutdownGrase"/);
+  t.match(failures, /the agent rejects agent\.yaml: [\s\S]*unknown key "shutdownGrase"/);
 });
 
 t.test("a query naming a metric nobody exports fails, listing the name", async (t) => {
