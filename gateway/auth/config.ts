@@ -33,7 +33,7 @@ const jwksSchema = z
     /** Local JWKS file; re-read when it changes (keys roll without a restart). */
     file: z.string().min(1).optional(),
     /** Background refresh of the key set; the last good set is kept when a refresh fails. */
-    refreshInterval: duration({ min: 1000 }).default(300_000),
+    refreshInterval: duration({ min: 100 }).default(300_000),
     /** Minimum time between two refetches triggered by an unknown `kid` (or a failed load). */
     cooldown: duration({ min: 100 }).default(30_000),
     timeout: duration({ min: 100 }).default(5000),

@@ -29,7 +29,7 @@ interface Loaded {
 export class KeySource {
   private current: Loaded | undefined;
   private pending: Promise<boolean> | undefined;
-  private lastAttempt = Number.NEGATIVE_INFINITY;
+  private lastTriggered = Number.NEGATIVE_INFINITY;
   private timer: NodeJS.Timeout | undefined;
   private readonly cooldown: number;
   private readonly load: () => Promise<Loaded>;
@@ -81,8 +81,11 @@ export class KeySource {
   refresh(scheduled: boolean): Promise<boolean> {
     if (this.pending) return this.pending;
     const now = Date.now();
-    if (!scheduled && now - this.lastAttempt < this.cooldown) return Promise.resolve(false);
-    this.lastAttempt = now;
+    if (!scheduled) {
+      // Request-triggered loads (unknown kid, no set yet) are their own budget: one per cooldown.
+      if (now - this.lastTriggered < this.cooldown) return Promise.resolve(false);
+      this.lastTriggered = now;
+    }
     this.pending = this.load()
       .then((loaded) => {
         this.current = loaded;
