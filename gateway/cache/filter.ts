@@ -440,6 +440,10 @@ export class CacheRoute {
       return { kind: "stored", entry, result: "revalidated", fwd, fwdStatus: 304 };
     }
 
+    // A failing origin never replaces the last good response: it stays for stale-if-error and later use.
+    if (stale && res.status >= 500)
+      return { kind: "unstored", response: res, fwd: `${fwd}; detail=origin-error` };
+
     const decision = storability(
       {
         method: "GET",

@@ -198,8 +198,11 @@ export class RedisTier {
 
   /** Purges published by other instances reach `onPurge` (applied to their L1). */
   subscribe(onPurge: (m: PurgeMessage) => void): void {
+    // The subscriber is off the request path: it may queue commands until connected, and resubscribes.
     const sub: Client =
-      this.client instanceof Cluster ? this.client.duplicate() : (this.client as Redis).duplicate();
+      this.client instanceof Cluster
+        ? this.client.duplicate(undefined, { enableOfflineQueue: true })
+        : (this.client as Redis).duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
     this.subscriber = sub;
     sub.on("error", (err: Error) => this.logError("subscribe", err));
     const channel = this.k("bus", "purge");
