@@ -461,17 +461,17 @@ function evalCmd(cmd: Cmd, piped: unknown[], dot: unknown, scope: Scope, ctx: Ct
     return evalOperand(head!, dot, scope, ctx, at);
   }
   const name = cmd.fn;
-  // and/or evaluate lazily, as Go 1.18+ does.
-  if (name === "and" || name === "or") {
+  // `and` evaluates lazily, as Go 1.18+ does.
+  if (name === "and") {
     const ops = cmd.args;
     let last: unknown;
     for (const op of ops) {
       last = evalOperand(op, dot, scope, ctx, at);
-      if (name === "and" ? isEmpty(last) : !isEmpty(last)) return last;
+      if (isEmpty(last)) return last;
     }
     for (const p of piped) {
       last = p;
-      if (name === "and" ? isEmpty(last) : !isEmpty(last)) return last;
+      if (isEmpty(last)) return last;
     }
     return last;
   }
@@ -673,10 +673,6 @@ const FUNCTIONS: Record<string, Fn> = {
     arity("toYaml", args, 1, at);
     return toYaml(args[0]);
   },
-  indent: (args, { at }) => {
-    arity("indent", args, 2, at);
-    return indentText(asInt("indent", args[0], at), asString("indent", args[1], at));
-  },
   nindent: (args, { at }) => {
     arity("nindent", args, 2, at);
     return `\n${indentText(asInt("nindent", args[0], at), asString("nindent", args[1], at))}`;
@@ -715,19 +711,10 @@ const FUNCTIONS: Record<string, Fn> = {
     arity("not", args, 1, at);
     return isEmpty(args[0]);
   },
-  eq: (args, { at }) => {
-    arity("eq", args, 2, at);
-    for (const a of args) {
-      if (a !== null && a !== undefined && typeof a === "object") {
-        throw new UnsupportedTemplateError(`${at.file}:${at.line}: eq on a map or list`);
-      }
-    }
-    return args[0] === args[1];
-  },
 };
 
 /** Names of the functions the renderer implements (everything else fails loudly). */
-export const SUPPORTED_FUNCTIONS: readonly string[] = [...Object.keys(FUNCTIONS), "and", "or"].sort();
+export const SUPPORTED_FUNCTIONS: readonly string[] = [...Object.keys(FUNCTIONS), "and"].sort();
 
 // ---------------------------------------------------------------- chart level
 
