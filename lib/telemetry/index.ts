@@ -45,26 +45,33 @@ export interface TelemetryOptions {
 
 /** Keys redacted from every log line: credentials never reach the logs. */
 export const REDACT_PATHS = [
+  // Credential fields (token form bodies, config objects) at the top level and one level down.
   "authorization",
   "cookie",
-  "set-cookie",
-  "req.headers.authorization",
-  "req.headers.cookie",
-  "req.headers['proxy-authorization']",
-  "res.headers['set-cookie']",
-  "headers.authorization",
-  "headers.cookie",
   "refresh_token",
   "access_token",
   "id_token",
   "client_secret",
   "password",
   "token",
+  '["set-cookie"]',
+  "*.authorization",
+  "*.cookie",
   "*.refresh_token",
   "*.access_token",
+  "*.id_token",
   "*.client_secret",
   "*.password",
   "*.token",
+  // Header maps: `headers`, `req.headers`, `err.headers`, `res.headers`...
+  "headers.authorization",
+  'headers["proxy-authorization"]',
+  "headers.cookie",
+  'headers["set-cookie"]',
+  "*.headers.authorization",
+  '*.headers["proxy-authorization"]',
+  "*.headers.cookie",
+  '*.headers["set-cookie"]',
 ];
 
 export function createLogger(

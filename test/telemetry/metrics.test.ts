@@ -108,7 +108,11 @@ t.test("the RED metrics, gauges, process metrics and the content type", async (t
     await gw.close();
     await up.close();
   });
-  const get = (path: string) => fetch(gw.url + path).then(async (r) => (await r.arrayBuffer(), r.status));
+  const get = async (path: string) => {
+    const r = await fetch(gw.url + path);
+    await r.arrayBuffer();
+    return r.status;
+  };
 
   t.equal(await get("/ok"), 200);
   t.equal(await get("/boom"), 503);

@@ -91,7 +91,7 @@ t.test("spans, attributes and parent/child links: client → gateway → upstrea
     "http.request.method": "GET",
     "server.address": "127.0.0.1",
     "server.port": Number(new URL(orders.url).port),
-    "url.full": `${orders.url}/orders/42?token=abc`,
+    "url.full": `${orders.url}/orders/42?token=[redacted]`,
     "http.response.status_code": 200,
     "edgeway.service": "orders",
     "edgeway.region": "local",

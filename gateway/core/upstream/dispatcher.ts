@@ -3,6 +3,7 @@ import { type Context, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace 
 import { errors as undiciErrors } from "undici";
 import { traceContextPropagator } from "../../../lib/telemetry/index.ts";
 import type { GatewayMetrics } from "../../telemetry/metrics.ts";
+import { redactTarget } from "../../telemetry/redact.ts";
 import { withoutHopByHop } from "../headers.ts";
 import { GatewayError } from "../problem.ts";
 import type { TimeoutsConfig } from "../schema.ts";
@@ -104,7 +105,7 @@ function startClientSpan(ex: Exchange, endpoint: Endpoint, attempt: number): Spa
         "http.request.method": ex.request.method,
         "server.address": u.hostname,
         "server.port": Number(u.port) || (u.protocol === "https:" ? 443 : 80),
-        "url.full": endpoint.origin + ex.request.path,
+        "url.full": endpoint.origin + redactTarget(ex.request.path),
         "http.request.resend_count": attempt > 1 ? attempt - 1 : undefined,
         "edgeway.service": endpoint.service,
         "edgeway.region": endpoint.region,
