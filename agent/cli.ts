@@ -43,11 +43,14 @@ const daemon: Command = {
       process.stdout.write("configuration ok\n");
       return 0;
     }
-    const agent = await startAgent({
-      config,
-      modules: AGENT_MODULES,
-      runAtStart: [HOST_JOB, PG_METRICS_JOB],
-    });
+    let agent: Awaited<ReturnType<typeof startAgent>>;
+    try {
+      agent = await startAgent({ config, modules: AGENT_MODULES, runAtStart: [HOST_JOB, PG_METRICS_JOB] });
+    } catch (err) {
+      // e.g. the admin port is taken: one clear line, no stack.
+      process.stderr.write(`edgeway agent: ${(err as Error).message}\n`);
+      return 1;
+    }
     const { address, port } = agent.adminAddress;
     process.stderr.write(`edgeway agent: admin on http://${address}:${port} (/metrics /healthz /status)\n`);
     return new Promise<number>((resolve) => {
