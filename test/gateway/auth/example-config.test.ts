@@ -18,9 +18,10 @@ import { form, mint } from "./tokens.ts";
 const run = promisify(execFile);
 const root = new URL("../../../", import.meta.url).pathname;
 // biome-ignore lint/suspicious/noExplicitAny: the example file is read as untyped YAML.
+type Untyped = any;
 const example = parse(readFileSync(join(root, "config/examples/token-guard.yaml"), "utf8")) as Record<
   string,
-  any
+  Untyped
 >;
 
 t.test("the token-guard example", async (t) => {
