@@ -1,7 +1,9 @@
+import type { Logger } from "pino";
 import type { Command } from "../../lib/cli/command.ts";
 import type { AgentModule } from "../module.ts";
 import type { Job } from "../scheduler/job.ts";
 import { runBaseBackup } from "./base.ts";
+import { cleanupDebris } from "./catalog.ts";
 import { backupCommands } from "./commands.ts";
 import { type BackupConfig, backupConfigSchema } from "./config.ts";
 import { type DrillReport, runDrill } from "./drill.ts";
@@ -34,6 +36,7 @@ export function backupJobs(env: BackupEnv): Job[] {
     jitterMs: 60_000,
     async run(ctx) {
       const m = await runBaseBackup(env, ctx.signal);
+      await cleanupAfterRun(env, ctx.logger);
       const bytes = m.files.reduce((n, f) => n + f.size, 0);
       return {
         summary: `base ${m.id}: ${bytes} bytes, ${m.startLsn}..${m.stopLsn}`,
@@ -66,6 +69,7 @@ export function backupJobs(env: BackupEnv): Job[] {
       jitterMs: 60_000,
       async run(ctx) {
         const m = await runLogicalDump(env, ctx.signal);
+        await cleanupAfterRun(env, ctx.logger);
         return { summary: `logical ${m.id}: ${m.files[0]?.size ?? 0} bytes, kept until ${m.retainUntil}` };
       },
     });
@@ -106,6 +110,16 @@ export function backupJobs(env: BackupEnv): Job[] {
     });
   }
   return jobs;
+}
+
+/** The next successful run cleans what a crashed one left (debris older than the grace period). */
+async function cleanupAfterRun(env: BackupEnv, logger: Logger): Promise<void> {
+  try {
+    const removed = await cleanupDebris(env.storage, env.config.retention.debrisAge);
+    if (removed) logger.info({ removed }, "removed debris of interrupted backups");
+  } catch (err) {
+    logger.warn({ err: (err as Error).message }, "debris cleanup failed; prune retries it");
+  }
 }
 
 function rpoSeconds(env: BackupEnv): number | null {

@@ -20,11 +20,13 @@ export async function openStoredFile(
   file: ManifestFile,
 ): Promise<Readable> {
   const m = entry.manifest;
-  const raw = await env.storage.get(`${m.set}/${m.id}/${file.name}`);
-  if (!m.encryption) return raw;
-  const key = env.keys.get(m.encryption.keyId);
-  if (!key)
+  // Check the key before opening the object, so a missing key leaves no stream open.
+  const key = m.encryption ? env.keys.get(m.encryption.keyId) : undefined;
+  if (m.encryption && !key) {
     throw new Error(`${m.set}/${m.id} is encrypted with key ${m.encryption.keyId}, which is not configured`);
+  }
+  const raw = await env.storage.get(`${m.set}/${m.id}/${file.name}`);
+  if (!key) return raw;
   const out = new PassThrough();
   pipeline(raw, decryptStream(key), out).catch((err) => out.destroy(err));
   return out;

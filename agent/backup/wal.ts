@@ -30,7 +30,7 @@ export class WalArchiver {
   private childLog = "";
   private identity: { systemIdentifier: string; version: string } | undefined;
   private shippedPartial: { id: string; mtime: number } | undefined;
-  lastError: string | undefined;
+  private staleChecked = false;
 
   constructor(env: BackupEnv) {
     this.env = env;
@@ -155,6 +155,11 @@ export class WalArchiver {
         }
         partial = current;
       }
+    }
+    if (!this.staleChecked) {
+      // Partials shipped by an earlier agent process, now superseded by their finished segment.
+      await this.dropStalePartials();
+      this.staleChecked = true;
     }
     this.env.metrics.walArchivedAt = started;
     this.env.metrics.lastSuccess.set({ set: "wal" }, Date.now() / 1000);

@@ -4,8 +4,9 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import t from "tap";
-import { cleanupDebris, readCatalog } from "../../../agent/backup/catalog.ts";
+import { cleanupDebris, putText, readCatalog } from "../../../agent/backup/catalog.ts";
 import { decryptStream, encryptStream, parseKey } from "../../../agent/backup/crypto.ts";
+import { openStoredFile } from "../../../agent/backup/restore.ts";
 import { FsStorage } from "../../../agent/backup/storage/fs.ts";
 import { S3Storage, type S3StorageOptions } from "../../../agent/backup/storage/s3.ts";
 import type { BackupStorage } from "../../../agent/backup/storage/types.ts";
@@ -212,4 +213,78 @@ t.test("S3 target on a local S3-compatible server", async (t) => {
       t.equal(await metricValue(env.registry, "edgeway_backup_upload_failures_total", { target: "s3" }), 1);
     },
   );
+});
+
+t.test("key rotation: new backups use the first key, older ones still read with theirs", async (t) => {
+  const root = tempDir(t);
+  const oldKey = join(root, "old.key");
+  const newKey = join(root, "new.key");
+  writeFileSync(oldKey, randomBytes(32));
+  writeFileSync(newKey, randomBytes(32).toString("hex"));
+  const storage = new FsStorage(join(root, "store"));
+  const write = async (keys: string[], id: string, text: string) => {
+    const env = testEnv(backupConfig({ encryption: { keys: keys.map((file) => ({ file })) } }), { storage });
+    const file = await uploadFile(env, `logical/${id}/dump`, Readable.from([Buffer.from(text)]), {
+      name: "dump",
+      compression: "none",
+    });
+    const manifest = {
+      format: 1,
+      set: "logical",
+      id,
+      node: "n",
+      createdAt: new Date().toISOString(),
+      systemIdentifier: "1",
+      timeline: 1,
+      startLsn: "0/0",
+      stopLsn: "0/0",
+      files: [file],
+      tools: {},
+      retentionClass: "financial-7y",
+      encryption: { algorithm: "aes-256-gcm", keyId: env.encryptionKey!.id },
+    };
+    await putText(storage, `logical/${id}/manifest.json`, JSON.stringify(manifest));
+    return env;
+  };
+  await write([oldKey], "a", "written before the rotation");
+  const rotated = await write([newKey, oldKey], "b", "written after the rotation");
+  const read = async (env: typeof rotated, id: string) => {
+    const entry = (await readCatalog(storage)).entries.find((e) => e.manifest.id === id)!;
+    const chunks: Buffer[] = [];
+    for await (const c of await openStoredFile(env, entry, entry.manifest.files[0]!))
+      chunks.push(c as Buffer);
+    return Buffer.concat(chunks).toString();
+  };
+  t.equal(await read(rotated, "a"), "written before the rotation");
+  t.equal(await read(rotated, "b"), "written after the rotation");
+  const ids = (await readCatalog(storage)).entries.map((e) => e.manifest.encryption?.keyId);
+  t.not(ids[0], ids[1], "each manifest names its key");
+  const onlyNew = testEnv(backupConfig({ encryption: { keys: [{ file: newKey }] } }), { storage });
+  await t.rejects(read(onlyNew, "a"), /not configured/, "a dropped key is named, not guessed");
+});
+
+t.test("S3: an upload aborted midway leaves no object and no backup", async (t) => {
+  const s3 = await startS3();
+  t.teardown(() => s3.stop());
+  const storage = new S3Storage(s3Options(s3.endpoint, s3.bucket));
+  const env = testEnv(backupConfig({}), { storage });
+  const abort = new AbortController();
+  let sent = 0;
+  const slow = new Readable({
+    read() {
+      sent += MiB;
+      if (sent === 7 * MiB) setTimeout(() => abort.abort(new Error("killed")), 50);
+      setTimeout(() => this.push(Buffer.alloc(MiB, 1)), sent > 6 * MiB ? 200 : 0);
+    },
+  });
+  await t.rejects(
+    uploadFile(env, "base/b1/base.tar.zst", slow, {
+      name: "base.tar.zst",
+      compression: "zstd",
+      signal: abort.signal,
+    }),
+  );
+  t.same(await storage.list(""), [], "no object: the multipart upload was never completed");
+  const catalog = await readCatalog(storage);
+  t.equal(catalog.entries.length + catalog.debris.length, 0);
 });
