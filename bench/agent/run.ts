@@ -143,6 +143,9 @@ async function main() {
       waitFor(`http://127.0.0.1:${agentPort}/healthz`, agent),
       waitFor(`http://127.0.0.1:${nePort}/metrics`, ne),
     ]);
+    // Memory once started and settled (first readings done), before the burst of scrapes below.
+    await new Promise((r) => setTimeout(r, 3000));
+    const agentAtStart = memory(agent.pid!);
     const agentMetrics = `http://127.0.0.1:${agentPort}/metrics`;
     const neMetrics = `http://127.0.0.1:${nePort}/metrics`;
     await scrape(agentMetrics, 20);
@@ -172,6 +175,7 @@ async function main() {
         scrape: agentScrape,
         hostSeries: agentHost,
         hostCollect: { p50: pct(collect, 50), p99: pct(collect, 99), max: collect[collect.length - 1] },
+        atStart: agentAtStart,
         ...memory(agent.pid!),
       },
       nodeExporter: {
@@ -188,6 +192,7 @@ async function main() {
       `| edgeway agent | ${f(agentScrape.p50)} ms | ${f(agentScrape.p99)} ms | ${f(agentScrape.max)} ms | ${f(result.agent.hostCollect.p50)} / ${f(result.agent.hostCollect.p99)} ms | ${agentScrape.series} (${agentHost} host) | ${result.agent.rssMiB.toFixed(1)} MiB | ${result.agent.peakMiB.toFixed(1)} MiB | ${result.agent.anonMiB.toFixed(1)} / ${result.agent.sharedCleanMiB.toFixed(1)} MiB |`,
       `| prometheus-node-exporter | ${f(neScrape.p50)} ms | ${f(neScrape.p99)} ms | ${f(neScrape.max)} ms | (inside the scrape) | ${neScrape.series} | ${result.nodeExporter.rssMiB.toFixed(1)} MiB | ${result.nodeExporter.peakMiB.toFixed(1)} MiB | ${result.nodeExporter.anonMiB.toFixed(1)} / ${result.nodeExporter.sharedCleanMiB.toFixed(1)} MiB |`,
       "",
+      `Agent memory once started: RSS ${agentAtStart.rssMiB.toFixed(1)} MiB (anonymous ${agentAtStart.anonMiB.toFixed(1)}, shared executable ${agentAtStart.sharedCleanMiB.toFixed(1)}); the table shows it after ${SCRAPES} job runs and ${SCRAPES + 20} scrapes.`,
       `${SCRAPES} sequential scrapes each; ${result.nodeExporter.version}.`,
     ];
     process.stdout.write(`${lines.join("\n")}\n`);

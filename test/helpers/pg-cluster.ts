@@ -20,6 +20,7 @@
  * in the `postgres` database), `databases` (created after start), `port` (default: a free random one).
  * Every cluster has wal_level=replica, max_wal_senders=10, trust auth for 127.0.0.1 (incl. replication),
  * its unix socket inside its own directory, and fsync off (tests, not durability).
+ * Also exported: `freePort()` (a random free 127.0.0.1 port) and `pgBin(name)`.
  * When run as root, the server binaries run as the `postgres` OS user (initdb refuses root).
  * Binaries come from `pg_config --bindir` (`pgBin("pg_ctl")`). A process-exit hook stops any cluster
  * a crashed test left running.
