@@ -167,6 +167,9 @@ export class ClusterPrimary {
 /** Worker side: registers metrics for aggregation and answers the primary's messages. */
 export function attachWorker(gw: GatewayServer): void {
   AggregatorRegistry.setRegistries([gw.telemetry.registry]);
+  // Constructing one installs prom-client's worker-side listener that answers the primary's
+  // metrics requests; setRegistries alone does not, and /metrics would time out.
+  new AggregatorRegistry();
   process.on("message", (msg: ToWorker) => {
     if (msg?.type === "edgeway:reload") void gw.reload();
     else if (msg?.type === "edgeway:admin") {
