@@ -94,6 +94,13 @@ export const backupConfigSchema = z.strictObject({
       retentionClass: z.string().default("financial-7y"),
     })
     .prefault({}),
+  verify: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** Verifies base backups and logical dumps not verified yet (SHA-256, pg_verifybackup, pg_restore --list). */
+      schedule: cron.default("0 0 5 * * *"),
+    })
+    .prefault({}),
   retention: z
     .strictObject({
       schedule: cron.default("0 0 4 * * *"),

@@ -10,6 +10,7 @@ import { type DrillReport, runDrill } from "./drill.ts";
 import { createBackupEnv } from "./env.ts";
 import { runLogicalDump } from "./logical.ts";
 import { prune } from "./prune.ts";
+import { verifyBackups } from "./verify.ts";
 import { WalArchiver } from "./wal.ts";
 import type { BackupEnv } from "./writer.ts";
 
@@ -20,6 +21,7 @@ export const BASE_JOB = "backup-base";
 export const WAL_JOB = "backup-wal";
 export const LOGICAL_JOB = "backup-logical";
 export const PRUNE_JOB = "backup-prune";
+export const VERIFY_JOB = "backup-verify";
 export const DRILL_JOB = "backup-drill";
 
 const HOUR = 3_600_000;
@@ -72,6 +74,27 @@ export function backupJobs(env: BackupEnv): Job[] {
         await cleanupAfterRun(env, ctx.logger);
         return { summary: `logical ${m.id}: ${m.files[0]?.size ?? 0} bytes, kept until ${m.retainUntil}` };
       },
+    });
+  }
+  if (config.verify.enabled) {
+    let last: unknown;
+    jobs.push({
+      name: VERIFY_JOB,
+      schedule: config.verify.schedule,
+      timeoutMs: 6 * HOUR,
+      jitterMs: 60_000,
+      async run(ctx) {
+        const results = await verifyBackups(env, { sets: ["base", "logical"], unverifiedOnly: true });
+        const failed = results.filter((r) => !r.ok);
+        last = { at: new Date().toISOString(), verified: results.length - failed.length, failed };
+        if (failed.length) {
+          throw new Error(
+            `verify failed: ${failed.map((f) => `${f.set}/${f.id}: ${f.problems.join("; ")}`).join(" | ")}`,
+          );
+        }
+        return { summary: `${results.length} backup(s) verified` };
+      },
+      status: () => last ?? null,
     });
   }
   jobs.push({

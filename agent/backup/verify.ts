@@ -40,7 +40,7 @@ async function checkLogical(env: BackupEnv, entry: CatalogEntry): Promise<string
  */
 export async function verifyBackups(
   env: BackupEnv,
-  opts: { sets?: BackupSetName[]; ids?: string[]; deep?: boolean } = {},
+  opts: { sets?: BackupSetName[]; ids?: string[]; deep?: boolean; unverifiedOnly?: boolean } = {},
 ): Promise<VerifyResult[]> {
   const catalog = await readCatalog(env.storage, opts.sets);
   const wal =
@@ -56,6 +56,7 @@ export async function verifyBackups(
   for (const entry of catalog.entries) {
     const m = entry.manifest;
     if (opts.ids && !opts.ids.includes(m.id)) continue;
+    if (opts.unverifiedOnly && entry.verifiedAt) continue;
     const problems: string[] = [];
     for (const f of m.files) {
       try {

@@ -49,7 +49,11 @@ export async function uploadFile(
       });
     await Promise.all([flowing, stored]);
   } catch (err) {
-    if (!opts.signal?.aborted) env.metrics.uploadFailures.inc({ target: env.storage.target });
+    if (!opts.signal?.aborted) {
+      env.metrics.uploadFailures.inc({ target: env.storage.target });
+      // Tell "the target is down" (alert) from "this upload failed" (counter only).
+      await checkStorage(env).catch(() => undefined);
+    }
     throw err;
   } finally {
     opts.signal?.removeEventListener("abort", onOuterAbort);

@@ -9,7 +9,7 @@ import { runBaseBackup } from "../../../agent/backup/base.ts";
 import { readCatalog } from "../../../agent/backup/catalog.ts";
 import { runDrill } from "../../../agent/backup/drill.ts";
 import { runLogicalDump } from "../../../agent/backup/logical.ts";
-import { BASE_JOB, backupJobs, DRILL_JOB } from "../../../agent/backup/module.ts";
+import { BASE_JOB, backupJobs, DRILL_JOB, VERIFY_JOB } from "../../../agent/backup/module.ts";
 import { pgBin } from "../../../agent/backup/pg.ts";
 import { prune } from "../../../agent/backup/prune.ts";
 import { openStoredFile } from "../../../agent/backup/restore.ts";

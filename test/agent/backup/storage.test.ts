@@ -209,8 +209,9 @@ t.test("S3 target on a local S3-compatible server", async (t) => {
       await t.rejects(
         uploadFile(env, "wal/x/x.zst", Readable.from(["data"]), { name: "x.zst", compression: "zstd" }),
       );
-      t.equal(attempts, 3, "three attempts");
+      t.equal(attempts, 6, "three attempts for the upload, three for the reachability check");
       t.equal(await metricValue(env.registry, "edgeway_backup_upload_failures_total", { target: "s3" }), 1);
+      t.equal(await metricValue(env.registry, "edgeway_backup_storage_unreachable"), 1, "alert raised");
     },
   );
 });
