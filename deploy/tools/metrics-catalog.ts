@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
-export type MetricSource = "gateway /metrics" | "agent /metrics" | "code";
+export type MetricSource = "gateway /metrics" | "gateway+features /metrics" | "agent /metrics" | "code";
 
 export interface MetricCatalog {
   /** Metric family name → where it was seen. Histogram families appear under their base name. */
@@ -161,6 +161,31 @@ export async function buildCatalog(opts: { scrape?: boolean } = {}): Promise<Met
                 `demoOrigin: { enabled: true, listen: { host: 127.0.0.1, port: ${origin} } }`,
                 `services: { demo: { endpoints: { local: [ { url: "http://127.0.0.1:${origin}" } ] } } }`,
                 "routes: [ { name: demo, service: demo } ]",
+                "telemetry: { logs: { level: error } }",
+                "",
+              ].join("\n"),
+            ([, admin]) => `http://127.0.0.1:${admin}/metrics`,
+          ),
+      ],
+      [
+        // The token guard, the cache and the images filter register their metrics when configured.
+        "gateway+features /metrics",
+        () =>
+          scrapeProgram(
+            "gateway",
+            ([proxy, admin, origin]) =>
+              [
+                `server: { listen: { host: 127.0.0.1, port: ${proxy} }, drainTimeout: 1s }`,
+                `admin: { listen: { host: 127.0.0.1, port: ${admin} } }`,
+                `demoOrigin: { enabled: true, listen: { host: 127.0.0.1, port: ${origin} } }`,
+                `services: { demo: { endpoints: { local: [ { url: "http://127.0.0.1:${origin}" } ] } } }`,
+                "auth: { issuer: https://auth.example.test, audience: edgeway-demo, jwks: { file: config/examples/keys/jwks.json } }",
+                "cache: { name: edgeway, l1: { maxBytes: 16MiB } }",
+                "images: { cache: { memory: 16MiB } }",
+                "routes:",
+                "  - { name: cached, match: { path: /c }, service: demo, filters: [ { cache: { scope: public } } ] }",
+                "  - { name: images, match: { path: /img }, service: demo, filters: [ { images: { source: { type: directory, dir: config } } } ] }",
+                "  - { name: guarded, match: { path: /a }, service: demo, filters: [ { auth: { mode: accessToken } } ] }",
                 "telemetry: { logs: { level: error } }",
                 "",
               ].join("\n"),
