@@ -12,6 +12,13 @@ import {
 import { type Logger, pino } from "pino";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import type { TelemetryConfig } from "./schema.ts";
+import {
+  type KeepRule,
+  keepRuleActive,
+  RecordSampler,
+  RecordUnsampledSampler,
+  TailKeepProcessor,
+} from "./tail-keep.ts";
 
 export type { TelemetryConfig } from "./schema.ts";
 
@@ -110,18 +117,28 @@ export function createTelemetry(opts: TelemetryOptions): Telemetry {
       headers: config.tracing.headers,
       timeoutMillis: config.tracing.exportTimeout,
     });
+    // A bounded queue that drops when the collector is slow: export never blocks requests.
+    const batch = new BatchSpanProcessor(exporter, {
+      maxQueueSize: 4096,
+      maxExportBatchSize: 512,
+      scheduledDelayMillis: config.tracing.batchDelay,
+      exportTimeoutMillis: config.tracing.exportTimeout,
+    });
+    const ratio = new TraceIdRatioBasedSampler(config.tracing.sampleRatio);
+    const keepRule: KeepRule = {
+      errors: config.tracing.keep.errors,
+      slowerThanMs: config.tracing.keep.slowerThan,
+    };
+    const keep = keepRuleActive(keepRule);
     provider = new NodeTracerProvider({
       resource: resourceFromAttributes(resourceAttributes(serviceName, opts.serviceVersion, config)),
-      sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.tracing.sampleRatio) }),
-      spanProcessors: [
-        // A bounded queue that drops when the collector is slow: export never blocks requests.
-        new BatchSpanProcessor(exporter, {
-          maxQueueSize: 4096,
-          maxExportBatchSize: 512,
-          scheduledDelayMillis: config.tracing.batchDelay,
-          exportTimeoutMillis: config.tracing.exportTimeout,
-        }),
-      ],
+      sampler: keep
+        ? new ParentBasedSampler({
+            root: new RecordUnsampledSampler(ratio),
+            localParentNotSampled: new RecordSampler(),
+          })
+        : new ParentBasedSampler({ root: ratio }),
+      spanProcessors: [keep ? new TailKeepProcessor(batch, keepRule) : batch],
     });
     // Export failures (collector down or hanging) are reported, at most once a minute, never thrown.
     let lastExportWarning = 0;

@@ -32,6 +32,17 @@ export const telemetrySchema = z
         exportTimeout: duration({ min: 1 }).default(5000),
         /** Time between batch exports ("1s"). */
         batchDelay: duration({ min: 1 }).default(1000),
+        /**
+         * Keep errors and slow requests beyond the ratio: unsampled traces are recorded and exported
+         * when their local root span is an error or slower than `slowerThan` (see docs/observability.md;
+         * costs span recording on every request). Off unless one of them is set.
+         */
+        keep: z
+          .strictObject({
+            errors: z.boolean().default(false),
+            slowerThan: duration({ min: 1 }).optional(),
+          })
+          .prefault({}),
       })
       .prefault({}),
   })
