@@ -399,14 +399,21 @@ type Scope = Map<string, unknown>[];
 interface Ctx {
   defines: Map<string, Node[]>;
   root: unknown;
-  /** The template being executed, for messages. */
+  /** Include nesting, to stop runaway recursion. */
   depth: number;
+  /** Go's missingkey=error, as `helm lint --strict` renders. */
+  strict: boolean;
 }
 
-function lookup(base: unknown, path: string[], at: Where, label: string): unknown {
+function lookup(base: unknown, path: string[], at: Where, label: string, strict: boolean): unknown {
   let cur = base;
   for (let k = 0; k < path.length; k++) {
     const key = path[k]!;
+    if (strict && cur && typeof cur === "object" && !Array.isArray(cur) && !(key in cur)) {
+      throw new TemplateExecError(
+        `${at.file}:${at.line}: map has no entry for key "${key}" (${label}.${path.slice(0, k + 1).join(".")})`,
+      );
+    }
     if (cur === undefined || cur === null) {
       throw new TemplateExecError(
         `${at.file}:${at.line}: nil pointer evaluating interface {}.${key} (${label}.${path.slice(0, k + 1).join(".")})`,
@@ -439,10 +446,10 @@ function evalOperand(
     case "pipe":
       return evalPipeline(op.pipe, dot, scope, ctx);
     case "var":
-      return lookup(getVar(scope, op.name, at), op.path, at, op.name);
+      return lookup(getVar(scope, op.name, at), op.path, at, op.name, ctx.strict);
     case "field": {
       // A method call such as .Files.Get "path": the last element is a function.
-      const value = lookup(dot, op.path, at, "");
+      const value = lookup(dot, op.path, at, "", ctx.strict);
       if (typeof value === "function") return (value as (...a: unknown[]) => unknown)(...args);
       if (args.length > 0)
         throw new UnsupportedTemplateError(`${at.file}:${at.line}: arguments to a non-function field`);
@@ -744,6 +751,8 @@ export interface RenderOptions {
   namespace?: string;
   /** Value files, applied over the chart's values.yaml in order (as `helm template -f a -f b`). */
   valueFiles?: string[];
+  /** A missing map key is an error, as with `helm lint --strict` (Go's missingkey=error). */
+  strict?: boolean;
 }
 
 export interface RenderedTemplate {
@@ -815,7 +824,7 @@ export function renderChart(chartDir: string, opts: RenderOptions = {}): Rendere
       Template: { Name: source, BasePath: `${chart.name}/templates` },
       Files: files_,
     };
-    const ctx: Ctx = { defines, root, depth: 0 };
+    const ctx: Ctx = { defines, root, depth: 0, strict: opts.strict ?? false };
     const text = exec(body, root, [new Map([["$", root]])], ctx);
     if (text.trim() === "") continue;
     out.push({ source, text });
@@ -832,8 +841,8 @@ export function formatRendered(rendered: RenderedTemplate[]): string {
  * Renders one template text with `data` as both `.` and `$` (its own defines available to include),
  * for tests and for checking a single template in isolation.
  */
-export function renderTemplateText(text: string, data: unknown, name = "inline"): string {
+export function renderTemplateText(text: string, data: unknown, name = "inline", strict = false): string {
   const parsed = parseTemplate(text, name);
-  const ctx: Ctx = { defines: parsed.defines, root: data, depth: 0 };
+  const ctx: Ctx = { defines: parsed.defines, root: data, depth: 0, strict };
   return exec(parsed.body, data, [new Map([["$", data]])], ctx);
 }

@@ -37,7 +37,11 @@ t.test(
       /exception: .*agent-daemonset\.yaml volumes\[host-proc\]/,
       "the hostPath exception is printed",
     );
-    t.notMatch(run.stdout, /could not scrape/, "the gateway (plain and with features) and the agent were scraped");
+    t.notMatch(
+      run.stdout,
+      /could not scrape/,
+      "the gateway (plain and with features) and the agent were scraped",
+    );
   },
 );
 

@@ -40,6 +40,20 @@ t.test("fields, missing keys and nil pointers behave as in Helm", async (t) => {
   t.throws(() => r("{{ 1000000 }}"), /%g form/, "Helm would print 1e+06");
 });
 
+t.test("strict mode: a missing key is an error, as with helm lint --strict", async (t) => {
+  const data = { Values: { a: { b: "x" } } };
+  t.equal(renderTemplateText("{{ .Values.a.b }}", data, "s.yaml", true), "x");
+  t.throws(
+    () => renderTemplateText("{{ .Values.a.c }}", data, "s.yaml", true),
+    /s\.yaml:1: map has no entry for key "c"/,
+  );
+  t.throws(
+    () => renderTemplateText("{{ with .Values.z }}{{ end }}", data, "s.yaml", true),
+    /no entry for key "z"/,
+  );
+  t.doesNotThrow(() => renderChart(CHART, { strict: true }), "the chart reads only values it defines");
+});
+
 t.test("if / else if / else, with, range and variables", async (t) => {
   const data = { list: ["a", "b"], map: { y: 2, x: 1 }, empty: [], t: true, s: "v", zero: 0 };
   t.equal(r("{{ if .t }}T{{ else }}F{{ end }}", data), "T");
