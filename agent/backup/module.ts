@@ -83,7 +83,7 @@ export function backupJobs(env: BackupEnv): Job[] {
       schedule: config.verify.schedule,
       timeoutMs: 6 * HOUR,
       jitterMs: 60_000,
-      async run(ctx) {
+      async run() {
         const results = await verifyBackups(env, { sets: ["base", "logical"], unverifiedOnly: true });
         const failed = results.filter((r) => !r.ok);
         last = { at: new Date().toISOString(), verified: results.length - failed.length, failed };

@@ -141,6 +141,8 @@ t.test(
     });
 
     t.test("verify passes, then a tampered manifest and tampered data fail", async (t) => {
+      const job = backupJobs(env).find((j) => j.name === VERIFY_JOB)!;
+      t.match((await job.run(jobContext()))?.summary, /verified/, "the scheduled verify job passes");
       const results = await verifyBackups(env);
       t.ok(results.length >= 2);
       t.same(
