@@ -177,3 +177,40 @@ t.test("cron schedule with jitter runs the job; stop waits for the run, then abo
   t.ok(Date.now() - t0 < 1000);
   t.equal((await s.trigger("tick", { manual: true })).result, "skipped_overlap", "no runs after stop");
 });
+
+t.test("each run is a span with the job name and result", async (t) => {
+  const { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } = await import(
+    "@opentelemetry/sdk-trace-base"
+  );
+  const exporter = new InMemorySpanExporter();
+  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+  const tel = { ...telemetry(), tracer: provider.getTracer("test"), tracingEnabled: true };
+  const s = new Scheduler({
+    telemetry: tel,
+    jobs: [
+      job("ok", async () => {}),
+      job("bad", async () => {
+        throw new Error("nope");
+      }),
+    ],
+  });
+  await s.trigger("ok", { manual: true });
+  await s.trigger("bad", { manual: false, jitter: false });
+  const spans = exporter.getFinishedSpans();
+  t.same(
+    spans.map((sp) => [
+      sp.name,
+      sp.attributes["edgeway.job"],
+      sp.attributes["edgeway.job.result"],
+      sp.attributes["edgeway.job.manual"],
+    ]),
+    [
+      ["agent.job ok", "ok", "success", true],
+      ["agent.job bad", "bad", "failure", false],
+    ],
+  );
+  t.equal(spans[1]?.status.code, 2, "error status");
+  t.equal(spans[1]?.events[0]?.name, "exception");
+  await s.stop(100);
+  await provider.shutdown();
+});
