@@ -136,7 +136,6 @@ export async function runDrill(
     report.usedPartialWal = wal.partial !== undefined;
     phase("walFetch");
 
-    const port = await spareLoopbackPort();
     await rm(join(dataDir, "standby.signal"), { force: true });
     await rm(join(dataDir, "postmaster.pid"), { force: true });
     await writeFile(join(dataDir, "recovery.signal"), "");
@@ -153,7 +152,7 @@ export async function runDrill(
       : "";
     await appendFile(
       join(dataDir, "postgresql.auto.conf"),
-      `\n# edgeway drill\nport = ${port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '${scratch}'\n` +
+      `\n# edgeway drill\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '${scratch}'\n` +
         `archive_mode = off\nprimary_conninfo = ''\nprimary_slot_name = ''\nhot_standby = on\n` +
         `restore_command = 'cp "${walDir}/%f" "%p"'\nrecovery_target_timeline = 'latest'\n${target}`,
     );
@@ -170,9 +169,15 @@ export async function runDrill(
       "start",
     ]);
     started = true;
-    const startRes = await run(cmd, [...args], { signal: opts.signal });
-    if (startRes.code !== 0) {
+    // The port is free when picked but another process may take it first: retry with a new one.
+    let port = 0;
+    for (let attempt = 1; ; attempt++) {
+      port = await spareLoopbackPort();
+      await appendFile(join(dataDir, "postgresql.auto.conf"), `port = ${port}\n`);
+      const startRes = await run(cmd, [...args], { signal: opts.signal });
+      if (startRes.code === 0) break;
       const log = await readFile(join(scratch, "server.log"), "utf8").catch(() => "");
+      if (attempt < 3 && /could not bind|Address already in use/.test(log)) continue;
       throw new Error(`scratch cluster did not start: ${log.trim().split("\n").slice(-4).join(" | ")}`);
     }
     phase("start");

@@ -128,8 +128,9 @@ export class WalArchiver {
   /** One tick: (re)start the receiver, ship what it wrote, update the RPO gauge. */
   async tick(signal?: AbortSignal): Promise<WalShipResult> {
     const started = Date.now();
-    await checkStorage(this.env);
+    // The receiver first: while storage is down, WAL keeps arriving in the local spool and ships later.
     await this.ensureReceiver();
+    await checkStorage(this.env);
     const names = (await readdir(this.spoolDir)).sort();
     let segments = 0;
     for (const name of names) {

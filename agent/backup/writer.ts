@@ -40,7 +40,13 @@ export async function uploadFile(
   const onOuterAbort = () => abort.abort(opts.signal?.reason);
   opts.signal?.addEventListener("abort", onOuterAbort, { once: true });
   try {
-    const flowing = pipeline([source, ...stages, hash.stream, body], { signal: abort.signal });
+    const flowing = pipeline([source, ...stages, hash.stream, body], { signal: abort.signal }).catch(
+      (err) => {
+        // A failed source (e.g. pg_basebackup killed) must also end the upload, not leave it waiting.
+        abort.abort(err);
+        throw err;
+      },
+    );
     const stored = env.storage
       .put(key, body, { retainUntil: opts.retainUntil, signal: abort.signal })
       .catch((err) => {
