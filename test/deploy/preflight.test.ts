@@ -87,9 +87,15 @@ t.test("the 1.24-era fixtures break on 1.28, the 1.28 ones do not", async (t) =>
     "autoscaling/v2beta1 HorizontalPodAutoscaler",
     "autoscaling/v2beta2 HorizontalPodAutoscaler",
     "batch/v1beta1 CronJob",
+    "discovery.k8s.io/v1beta1 EndpointSlice",
+    "flowcontrol.apiserver.k8s.io/v1beta1 PriorityLevelConfiguration",
+    "node.k8s.io/v1beta1 RuntimeClass",
     "policy/v1beta1 PodDisruptionBudget",
     "policy/v1beta1 PodSecurityPolicy",
+    "storage.k8s.io/v1beta1 CSIStorageCapacity",
   ]);
+  // On 1.24 itself nothing is removed yet: the same files only warn.
+  t.equal(scanPaths([FIXTURES_124], v("1.24")).findings.filter((f) => f.severity === "removed").length, 0);
   t.equal(scanPaths([FIXTURES_128], v("1.28")).findings.length, 0);
 });
 
