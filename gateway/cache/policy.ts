@@ -197,7 +197,7 @@ export function storability(i: StorabilityInput, p: CachePolicy): Storability {
   if (i.status < 200 || i.status === 206 || i.status === 304) return { store: false, reason: "status" };
   const req = requestDirectives(i.requestHeaders);
   const { cc: res, targeted } = responseDirectives(i.responseHeaders);
-  const override = p.ignoreNoStore && p.forceTtl !== undefined;
+  const override = p.ignoreNoStore && p.forceTtl !== undefined && HEURISTIC_STATUS.has(i.status);
   // must-understand (§5.2.2.3): store only understood status codes, and then it overrides no-store.
   const mustUnderstand = res.has("must-understand");
   if (mustUnderstand && !UNDERSTOOD_STATUS.has(i.status)) return { store: false, reason: "status" };
@@ -212,7 +212,9 @@ export function storability(i: StorabilityInput, p: CachePolicy): Storability {
     if (!res.has("public") && !res.has("s-maxage") && !res.has("must-revalidate"))
       return { store: false, reason: "authorization" };
   }
-  if (p.forceTtl !== undefined || p.defaultTtl !== undefined) return { store: true };
+  // Route overrides apply to the heuristically cacheable codes only: an error page is never force-cached.
+  if ((p.forceTtl !== undefined || p.defaultTtl !== undefined) && HEURISTIC_STATUS.has(i.status))
+    return { store: true };
   const explicit =
     res.has("public") ||
     res.has("max-age") ||
@@ -241,7 +243,8 @@ export function freshnessLifetime(
   /** When the response arrived: stands for a missing or invalid Date (RFC 9110 §6.6.1). */
   received?: number,
 ): { lifetime: number; heuristic: boolean } {
-  if (p.forceTtl !== undefined) return { lifetime: p.forceTtl, heuristic: false };
+  if (p.forceTtl !== undefined && HEURISTIC_STATUS.has(status))
+    return { lifetime: p.forceTtl, heuristic: false };
   const { cc, targeted } = responseDirectives(headers);
   if (cc.has("s-maxage"))
     return { lifetime: (deltaSeconds(cc.get("s-maxage")) ?? 0) * 1000, heuristic: false };
@@ -256,7 +259,8 @@ export function freshnessLifetime(
     if (date === undefined) return { lifetime: 0, heuristic: false };
     return { lifetime: Math.max(0, expires - date), heuristic: false };
   }
-  if (p.defaultTtl !== undefined) return { lifetime: p.defaultTtl, heuristic: true };
+  if (p.defaultTtl !== undefined && HEURISTIC_STATUS.has(status))
+    return { lifetime: p.defaultTtl, heuristic: true };
   if (!HEURISTIC_STATUS.has(status) && !cc.has("public")) return { lifetime: 0, heuristic: false };
   const lm = parseHttpDate(headerValue(headers, "last-modified"));
   const date = parseHttpDate(headerValue(headers, "date")) ?? received;
@@ -319,7 +323,7 @@ export function reuseDecision(s: StoredView, requestHeaders: HeaderMap, p: Cache
   const { lifetime } = freshnessLifetime(s.status, s.headers, p, s.timing.responseTime);
   const age = currentAge(s.headers, s.timing, now);
   const ttl = lifetime - age;
-  const forced = p.forceTtl !== undefined;
+  const forced = p.forceTtl !== undefined && HEURISTIC_STATUS.has(s.status);
   const mustRevalidate =
     !forced && (res.has("must-revalidate") || res.has("proxy-revalidate") || res.has("s-maxage"));
   const noCache = !forced && res.has("no-cache");

@@ -142,6 +142,15 @@ t.test("storability (§3) for a shared cache", async (t) => {
   );
   // Overrides.
   t.same(s({}, { status: 200 }, P({ defaultTtl: 60_000 })), { store: true });
+  t.same(
+    s({}, { status: 500 }, P({ defaultTtl: 60_000 })),
+    { store: false, reason: "no-freshness" },
+    "errors are never force-cached",
+  );
+  t.same(s({ "cache-control": "no-store" }, { status: 502 }, P({ forceTtl: 60_000, ignoreNoStore: true })), {
+    store: false,
+    reason: "no-store",
+  });
   t.same(s({ "cache-control": "no-store" }, {}, P({ forceTtl: 60_000 })), {
     store: false,
     reason: "no-store",
@@ -180,6 +189,7 @@ t.test("freshness lifetime (§4.2.1, §4.2.2)", async (t) => {
   t.equal(f({}, 200, P({ defaultTtl: 5000 })), 5000);
   t.equal(f({ "cache-control": "max-age=1" }, 200, P({ defaultTtl: 5000 })), 1000, "ttl only fills gaps");
   t.equal(f({ "cache-control": "max-age=1, no-cache" }, 200, P({ forceTtl: 7000 })), 7000);
+  t.equal(f({}, 503, P({ forceTtl: 7000, defaultTtl: 7000 })), 0);
   t.equal(
     f({ "cdn-cache-control": "max-age=60", expires: date(-10) }),
     60_000,

@@ -53,7 +53,7 @@ t.test("hit-for-pass: a burst for a no-store URL does not queue behind one reque
       inflight--;
       res.setHeader("cache-control", "no-store");
       res.end("live");
-    }, 200);
+    }, 300);
   });
   const first = await get(`${gw.url}/live`);
   t.equal(first.xCache, "MISS");
@@ -63,7 +63,7 @@ t.test("hit-for-pass: a burst for a no-store URL does not queue behind one reque
   t.ok(burst.every((r) => r.xCache === "PASS" && r.body === "live"));
   t.equal(up.requests.length, 21, "every request reached the origin (nothing shared)");
   t.ok(peak >= 10, `requests ran in parallel (peak ${peak})`);
-  t.ok(took < 1500, `burst took ${Math.round(took)}ms (serialised would be 4s)`);
+  t.ok(took < 3000, `burst took ${Math.round(took)}ms (serialised would be 6s)`);
 });
 
 t.test("stale-while-revalidate serves stale at once and refreshes in the background", async (t) => {
@@ -79,14 +79,14 @@ t.test("stale-while-revalidate serves stale at once and refreshes in the backgro
   t.equal((await get(`${gw.url}/swr`)).body, "v1");
   await sleep(2100);
   version = 2;
-  delay = 400;
+  delay = 1500;
   const started = performance.now();
   const stale = await get(`${gw.url}/swr`);
-  t.ok(performance.now() - started < 300, "not waiting for the slow origin");
+  t.ok(performance.now() - started < 1000, "not waiting for the slow origin");
   t.equal(stale.body, "v1");
   t.equal(stale.xCache, "STALE");
   t.match(stale.headers.get("cache-status"), /stale-while-revalidate/);
-  await sleep(600);
+  await sleep(1800);
   t.equal(up.requests.length, 2, "one background refresh");
   const fresh = await get(`${gw.url}/swr`);
   t.equal(fresh.body, "v2");
