@@ -131,3 +131,11 @@ t.test("metric name helpers", async (t) => {
   t.ok(metricExists("edgeway_up", catalog));
   t.notOk(metricExists("edgeway_down", catalog));
 });
+
+t.test("values.schema.json: the gateway config needs services and routes", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "edgeway-values-"));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, "v.yaml");
+  writeFileSync(file, "gateway:\n  config:\n    services: null\n    routes: null\n");
+  t.match(validateValues([[file]]).join("\n"), /\/gateway\/config must have required property 'services'/);
+});
