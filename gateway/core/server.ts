@@ -68,7 +68,7 @@ export class GatewayServer {
   constructor(opts: GatewayServerOptions) {
     this.telemetry = opts.telemetry;
     this.logger = opts.telemetry.logger;
-    this.metrics = new GatewayMetrics(opts.telemetry.registry);
+    this.metrics = new GatewayMetrics(opts.telemetry.registry, opts.config.core.telemetry.metrics.enabled);
     this.serveAdmin = opts.serveAdmin ?? true;
     this.accessLog = opts.config.core.telemetry.logs.access;
     this.via = `1.1 ${opts.config.core.server.name}`;

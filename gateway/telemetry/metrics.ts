@@ -1,7 +1,7 @@
 import { Counter, Gauge, type Registry } from "prom-client";
 import {
   type CounterCell,
-  type HistogramCell,
+  HistogramCell,
   HotCounter,
   HotHistogram,
 } from "../../lib/telemetry/hot-metrics.ts";
@@ -38,6 +38,11 @@ export interface EndpointMetrics {
   response(status: number): void;
 }
 
+const NO_ENDPOINT_METRICS: EndpointMetrics = {
+  duration: new HistogramCell({}, []),
+  response() {},
+};
+
 /**
  * The gateway core's metrics. Labels are only config-defined names (route, service, endpoint, region)
  * and bounded classes, never a path, query or user. Per-request updates go through metric children
@@ -66,7 +71,11 @@ export class GatewayMetrics {
   private readonly requestChildren = new Map<string, ({ c: CounterCell; h: HistogramCell } | undefined)[]>();
   private readonly endpointChildren = new WeakMap<EndpointLabels, EndpointMetrics>();
 
-  constructor(registry: Registry) {
+  /** False when `telemetry.metrics.enabled` is off: per-request histograms and counters are skipped. */
+  readonly enabled: boolean;
+
+  constructor(registry: Registry, enabled = true) {
+    this.enabled = enabled;
     const registers = [registry];
     const self = this;
     this.requests = new HotCounter({
@@ -165,6 +174,7 @@ export class GatewayMetrics {
 
   /** Counts a finished request; `seconds` is the total handling time. `route` is a config name or "none". */
   observeRequest(route: string, method: string, status: number, seconds: number): void {
+    if (!this.enabled) return;
     let byKey = this.requestChildren.get(route);
     if (!byKey) {
       byKey = [];
@@ -187,6 +197,7 @@ export class GatewayMetrics {
 
   /** The metric children of one endpoint, created on first use. */
   endpoint(e: EndpointLabels): EndpointMetrics {
+    if (!this.enabled) return NO_ENDPOINT_METRICS;
     let em = this.endpointChildren.get(e);
     if (!em) {
       const duration = this.upstreamDuration.cell(e.service, e.url, e.region);

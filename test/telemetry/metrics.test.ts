@@ -169,3 +169,21 @@ t.test("the RED metrics, gauges, process metrics and the content type", async (t
   t.match(text, /# TYPE edgeway_http_request_duration_seconds histogram/);
   t.match(text, /# TYPE edgeway_http_requests_total counter/);
 });
+
+t.test("telemetry.metrics.enabled: false skips the per-request metrics", async (t) => {
+  const up = await startUpstream((_req, res) => res.end("ok"));
+  const gw = await startGateway({
+    services: { s: serviceAt(up.url) },
+    routes: [{ name: "r", match: { path: "/" }, service: "s" }],
+    telemetry: { metrics: { enabled: false } },
+  });
+  t.teardown(async () => {
+    await gw.close();
+    await up.close();
+  });
+  t.equal((await fetch(`${gw.url}/x`)).status, 200);
+  const { samples } = await scrape(gw.adminUrl);
+  t.equal(pick(samples, "edgeway_http_requests_total").length, 0);
+  t.equal(pick(samples, "edgeway_upstream_request_duration_seconds_count").length, 0);
+  t.equal(pick(samples, "process_cpu_user_seconds_total").length, 0, "no process collectors either");
+});
