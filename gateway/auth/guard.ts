@@ -7,6 +7,7 @@ import {
   type ClaimPolicy,
   checkClaims,
   checkHeader,
+  checkPayloadText,
   type HeaderPolicy,
   inspectCompact,
   stringClaim,
@@ -77,7 +78,7 @@ export class TokenGuard {
 
   /** Signature and claims of a JWT of the given kind, then the revocation rules. */
   async verifyJwt(token: string, kind: TokenKind, now = Date.now()): Promise<VerifiedToken> {
-    const { header } = inspectCompact(token, this.cfg.maxTokenSize);
+    const { header, payloadText } = inspectCompact(token, this.cfg.maxTokenSize);
     checkHeader(header, this.header);
     const wantTyp = kind === "refresh" ? this.cfg.refreshTokens.typ : this.cfg.accessTokens.typ;
     // Checked before the signature too: an access token never costs a signature check on the token endpoint.
@@ -98,6 +99,7 @@ export class TokenGuard {
     } catch (err) {
       throw asRejection(err);
     }
+    checkPayloadText(payloadText, payload);
     checkClaims(payload, this.claimPolicy[kind], now / 1000);
     const v = this.identify(kind, payload);
     this.checkRules(v, now);

@@ -46,17 +46,29 @@ export class TokenRejected extends Error {
   }
 }
 
+import { isUtf8 } from "node:buffer";
+
 const B64URL = /^[A-Za-z0-9_-]*$/;
 
-/** True when `s` is the one canonical unpadded base64url spelling of its bytes (no stray trailing bits). */
+const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/**
+ * True when `s` is the one canonical unpadded base64url spelling of its bytes: only the alphabet, no
+ * padding, and the unused low bits of the last character zero (else several strings decode to the same
+ * bytes, and a signature could be "changed" without changing what is verified).
+ */
 export function isCanonicalBase64url(s: string): boolean {
-  if (!B64URL.test(s) || s.length % 4 === 1) return false;
-  return Buffer.from(s, "base64url").toString("base64url") === s;
+  const rest = s.length % 4;
+  if (rest === 1 || !B64URL.test(s)) return false;
+  if (rest === 0) return true;
+  const last = ALPHABET.indexOf(s[s.length - 1]!);
+  return (last & (rest === 2 ? 0x0f : 0x03)) === 0;
 }
 
 export interface CompactParts {
   header: Record<string, unknown>;
-  payload: Record<string, unknown>;
+  /** The payload's JSON text, for the duplicate-name check once jose has parsed it. */
+  payloadText: string;
 }
 
 /**
@@ -73,19 +85,24 @@ export function inspectCompact(token: string, maxSize: number): CompactParts {
   if (!isCanonicalBase64url(h) || !isCanonicalBase64url(p) || !isCanonicalBase64url(s))
     throw new TokenRejected("malformed", "JWS segments must be canonical unpadded base64url");
   const header = parseJsonObject(Buffer.from(h, "base64url"), "header");
-  const payload = parseJsonObject(Buffer.from(p, "base64url"), "payload");
-  return { header, payload };
+  // The payload is parsed by jose after the signature check (see checkPayloadText).
+  const payloadText = decodeUtf8(Buffer.from(p, "base64url"), "payload");
+  return { header, payloadText };
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+/** After jose parsed the payload: no repeated member names in its text. */
+export function checkPayloadText(text: string, parsed: Record<string, unknown>): void {
+  if (hasDuplicateMembers(text, parsed))
+    throw new TokenRejected("malformed", "payload repeats a member name");
+}
+
+function decodeUtf8(bytes: Buffer, what: string): string {
+  if (!isUtf8(bytes)) throw new TokenRejected("malformed", `${what} is not UTF-8`);
+  return bytes.toString("utf8");
+}
 
 function parseJsonObject(bytes: Buffer, what: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = utf8.decode(bytes);
-  } catch {
-    throw new TokenRejected("malformed", `${what} is not UTF-8`);
-  }
+  const text = decodeUtf8(bytes, what);
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -94,49 +111,38 @@ function parseJsonObject(bytes: Buffer, what: string): Record<string, unknown> {
   }
   if (typeof value !== "object" || value === null || Array.isArray(value))
     throw new TokenRejected("malformed", `${what} is not a JSON object`);
-  const dup = duplicateMemberName(text);
-  if (dup !== undefined) throw new TokenRejected("malformed", `${what} repeats the member name "${dup}"`);
+  if (hasDuplicateMembers(text, value)) throw new TokenRejected("malformed", `${what} repeats a member name`);
   return value as Record<string, unknown>;
 }
 
 /**
- * The first member name that occurs twice in one object of a (valid) JSON text, else undefined.
- * JSON.parse keeps the last one silently; the issuer may have meant the first (RFC 7515 §5.2 says reject).
+ * Every JSON string, consumed whole (so the scan never restarts inside one), and whether a colon follows:
+ * in valid JSON a string followed by a colon is exactly a member name.
  */
-export function duplicateMemberName(text: string): string | undefined {
-  const stack: (Set<string> | null)[] = [];
-  let expectKey = false;
-  let i = 0;
-  const n = text.length;
-  while (i < n) {
-    const c = text[i]!;
-    if (c === '"') {
-      // Scan the string, honouring escapes; decode it only when it is an object key.
-      let j = i + 1;
-      while (j < n && text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
-      if (expectKey) {
-        const key = JSON.parse(text.slice(i, j + 1)) as string;
-        const seen = stack[stack.length - 1]!;
-        if (seen.has(key)) return key;
-        seen.add(key);
-        expectKey = false;
-      }
-      i = j + 1;
-      continue;
-    }
-    if (c === "{") {
-      stack.push(new Set());
-      expectKey = true;
-    } else if (c === "[") {
-      stack.push(null);
-    } else if (c === "}" || c === "]") {
-      stack.pop();
-    } else if (c === ",") {
-      expectKey = stack[stack.length - 1] instanceof Set;
-    }
-    i++;
+const JSON_STRING = /"(?:[^"\\]|\\.)*"(\s*:)?/g;
+
+function countMembers(v: unknown): number {
+  if (typeof v !== "object" || v === null) return 0;
+  let n = 0;
+  if (Array.isArray(v)) {
+    for (const x of v) n += countMembers(x);
+    return n;
   }
-  return undefined;
+  for (const k in v) n += 1 + countMembers((v as Record<string, unknown>)[k]);
+  return n;
+}
+
+/**
+ * True when the JSON text repeats a member name within one object. JSON.parse keeps the last one
+ * silently; the issuer may have meant the first (RFC 7515 §5.2 says reject). Member names in the text
+ * are never fewer than the members JSON.parse kept, and equal only without duplicates.
+ */
+export function hasDuplicateMembers(text: string, parsed: unknown): boolean {
+  let inText = 0;
+  JSON_STRING.lastIndex = 0;
+  for (let m = JSON_STRING.exec(text); m !== null; m = JSON_STRING.exec(text))
+    if (m[1] !== undefined) inText++;
+  return inText !== countMembers(parsed);
 }
 
 /** Header members that would let a token name its own key: never honoured, so never accepted. */
