@@ -102,6 +102,16 @@ export const DASHBOARDS: DashboardSpec[] = [
             unit: "s",
           },
           {
+            title: "Upstream responses by status class",
+            queries: [
+              [
+                rate("edgeway_upstream_responses_total", "service, status_class"),
+                "{{service}} {{status_class}}",
+              ],
+            ],
+            unit: "ops",
+          },
+          {
             title: "Connect errors",
             queries: [
               [
@@ -185,6 +195,11 @@ export const DASHBOARDS: DashboardSpec[] = [
             queries: [[rate("edgeway_image_queue_rejections_total"), "rejected"]],
             unit: "ops",
           },
+          {
+            title: "Failures by code",
+            queries: [[rate("edgeway_image_failures_total", "code"), "{{code}}"]],
+            unit: "ops",
+          },
         ],
       },
     ],
@@ -249,6 +264,11 @@ export const DASHBOARDS: DashboardSpec[] = [
           {
             title: "Rejections by route",
             queries: [[rate("edgeway_auth_rejections_total", "route"), "{{route}}"]],
+            unit: "ops",
+          },
+          {
+            title: "Accepted tokens by kind",
+            queries: [[rate("edgeway_auth_accepted_total", "kind"), "{{kind}}"]],
             unit: "ops",
           },
           {
