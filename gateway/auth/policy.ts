@@ -66,14 +66,14 @@ export function isCanonicalBase64url(s: string): boolean {
 }
 
 export interface CompactParts {
-  header: Record<string, unknown>;
-  /** The payload's JSON text, for the duplicate-name check once jose has parsed it. */
+  /** The header's and payload's JSON texts, for the duplicate-name checks once jose has parsed them. */
+  headerText: string;
   payloadText: string;
 }
 
 /**
- * Structural checks on a compact JWS before any crypto: three canonical base64url segments, JSON
- * objects without duplicate member names in header and payload. Throws TokenRejected("malformed").
+ * Structural checks on a compact JWS before any crypto: three non-empty canonical base64url segments
+ * whose header and payload are UTF-8. jose parses them; see checkParsed for what is checked after.
  */
 export function inspectCompact(token: string, maxSize: number): CompactParts {
   if (token.length === 0) throw new TokenRejected("missing_token", "no token");
@@ -84,35 +84,27 @@ export function inspectCompact(token: string, maxSize: number): CompactParts {
   if (h === "" || p === "" || s === "") throw new TokenRejected("malformed", "empty JWS segment");
   if (!isCanonicalBase64url(h) || !isCanonicalBase64url(p) || !isCanonicalBase64url(s))
     throw new TokenRejected("malformed", "JWS segments must be canonical unpadded base64url");
-  const header = parseJsonObject(Buffer.from(h, "base64url"), "header");
-  // The payload is parsed by jose after the signature check (see checkPayloadText).
-  const payloadText = decodeUtf8(Buffer.from(p, "base64url"), "payload");
-  return { header, payloadText };
+  return {
+    headerText: decodeUtf8(Buffer.from(h, "base64url"), "header"),
+    payloadText: decodeUtf8(Buffer.from(p, "base64url"), "payload"),
+  };
 }
 
-/** After jose parsed the payload: no repeated member names in its text. */
-export function checkPayloadText(text: string, parsed: Record<string, unknown>): void {
-  if (hasDuplicateMembers(text, parsed))
+/** After jose parsed (and verified) header and payload: no repeated member names in either text. */
+export function checkParsed(
+  texts: CompactParts,
+  header: Record<string, unknown>,
+  payload: Record<string, unknown>,
+): void {
+  if (hasDuplicateMembers(texts.headerText, header))
+    throw new TokenRejected("malformed", "header repeats a member name");
+  if (hasDuplicateMembers(texts.payloadText, payload))
     throw new TokenRejected("malformed", "payload repeats a member name");
 }
 
 function decodeUtf8(bytes: Buffer, what: string): string {
   if (!isUtf8(bytes)) throw new TokenRejected("malformed", `${what} is not UTF-8`);
   return bytes.toString("utf8");
-}
-
-function parseJsonObject(bytes: Buffer, what: string): Record<string, unknown> {
-  const text = decodeUtf8(bytes, what);
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    throw new TokenRejected("malformed", `${what} is not JSON`);
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value))
-    throw new TokenRejected("malformed", `${what} is not a JSON object`);
-  if (hasDuplicateMembers(text, value)) throw new TokenRejected("malformed", `${what} repeats a member name`);
-  return value as Record<string, unknown>;
 }
 
 /**

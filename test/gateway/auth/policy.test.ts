@@ -60,7 +60,7 @@ t.test("isCanonicalBase64url", async (t) => {
 t.test("inspectCompact and checkHeader", async (t) => {
   const b = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
   const tok = `${b({ alg: "ES256", kid: "k" })}.${b({ a: 1 })}.AQID`;
-  t.same(inspectCompact(tok, 1000).header, { alg: "ES256", kid: "k" });
+  t.same(JSON.parse(inspectCompact(tok, 1000).headerText), { alg: "ES256", kid: "k" });
   t.equal(
     reasonOf(() => inspectCompact("", 10)),
     "missing_token",
@@ -73,8 +73,13 @@ t.test("inspectCompact and checkHeader", async (t) => {
     reasonOf(() => inspectCompact("a.b", 100)),
     "malformed",
   );
+  const notUtf8 = Buffer.from([0x7b, 0xff, 0x7d]).toString("base64url");
   t.equal(
-    reasonOf(() => inspectCompact(`${b("x")}.${b({})}.AQID`, 1000)),
+    reasonOf(() => inspectCompact(`${notUtf8}.${b({})}.AQID`, 1000)),
+    "malformed",
+  );
+  t.equal(
+    reasonOf(() => inspectCompact(`${b({})}..AQID`, 1000)),
     "malformed",
   );
   const policy = { algorithms: ["ES256"], requireKid: true };
