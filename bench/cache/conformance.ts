@@ -66,6 +66,23 @@ if (originPort !== 8000 || gatewayPort !== 8080 || adminPort !== 9090) {
   writeFileSync(configFile, stringify(cfg));
 }
 
+async function portBusy(port: number): Promise<boolean> {
+  const { connect } = await import("node:net");
+  return new Promise((r) => {
+    const s = connect({ host: "127.0.0.1", port }, () => {
+      s.destroy();
+      r(true);
+    });
+    s.once("error", () => r(false));
+  });
+}
+for (const p of [originPort, gatewayPort, adminPort]) {
+  if (await portBusy(p)) {
+    process.stderr.write(`port ${p} is busy; set CT_ORIGIN_PORT / CT_GATEWAY_PORT / CT_ADMIN_PORT\n`);
+    process.exit(2);
+  }
+}
+
 start(node, ["test-engine/server/server.mjs"], ctDir, {
   npm_config_port: String(originPort),
   npm_package_config_port: String(originPort),
