@@ -18,7 +18,7 @@
  * gateway and agent for the metric cross-check (the code scan still runs).
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Ajv } from "ajv";
@@ -209,20 +209,38 @@ export function promtool(): string {
   return path;
 }
 
-export function checkRules(): string[] {
+/** promtool check and test on a rules directory (rules.yaml, tests/*.test.yaml); deploy/prometheus by default. */
+export function checkRules(dir = PROMETHEUS_DIR): string[] {
   const f: string[] = [];
   const bin = promtool();
-  const rules = readFileSync(join(PROMETHEUS_DIR, "rules.yaml"), "utf8");
+  const rules = readFileSync(join(dir, "rules.yaml"), "utf8");
   if (readFileSync(join(CHART_DIR, "files/prometheus-rules.yaml"), "utf8") !== rules) {
     f.push(
       "deploy/helm/edgeway/files/prometheus-rules.yaml differs from deploy/prometheus/rules.yaml (copy it)",
     );
   }
+  const testFiles = readdirSync(join(dir, "tests"))
+    .filter((name) => name.endsWith(".test.yaml"))
+    .sort()
+    .map((name) => `tests/${name}`);
+  // Every alert has at least one promtool unit test.
+  const tested = new Set<string>();
+  for (const file of testFiles) {
+    const doc = parseYaml(readFileSync(join(dir, file), "utf8")) as Obj;
+    for (const test of a(doc["tests"]))
+      for (const at of a(test["alert_rule_test"])) tested.add(String(at["alertname"]));
+  }
+  const alerts = a((parseYaml(rules) as Obj)["groups"]).flatMap((g) =>
+    a(g["rules"]).flatMap((r) => (r["alert"] ? [String(r["alert"])] : [])),
+  );
+  for (const alert of alerts) {
+    if (!tested.has(alert)) f.push(`alert ${alert} has no promtool test in deploy/prometheus/tests/`);
+  }
   for (const args of [
     ["check", "rules", "rules.yaml"],
-    ["test", "rules", "tests/rules.test.yaml", "tests/backup-age.test.yaml"],
+    ["test", "rules", ...testFiles],
   ]) {
-    const run = spawnSync(bin, args, { cwd: PROMETHEUS_DIR, encoding: "utf8" });
+    const run = spawnSync(bin, args, { cwd: dir, encoding: "utf8" });
     if (run.status !== 0) f.push(`promtool ${args.join(" ")}:\n${(run.stdout + run.stderr).trim()}`);
   }
   return f;

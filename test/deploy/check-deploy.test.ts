@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -7,6 +7,7 @@ import t from "tap";
 import {
   chartInvariants,
   checkDashboards,
+  checkRules,
   renderedConfigsAccepted,
   renderSets,
   validateValues,
@@ -138,4 +139,18 @@ t.test("values.schema.json: the gateway config needs services and routes", async
   const file = join(dir, "v.yaml");
   writeFileSync(file, "gateway:\n  config:\n    services: null\n    routes: null\n");
   t.match(validateValues([[file]]).join("\n"), /\/gateway\/config must have required property 'services'/);
+});
+
+t.test("an alert without a promtool test fails the check", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "edgeway-rules-"));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  cpSync(join(ROOT, "deploy/prometheus"), dir, { recursive: true });
+  const rules = readFileSync(join(dir, "rules.yaml"), "utf8");
+  writeFileSync(
+    join(dir, "rules.yaml"),
+    `${rules}      - alert: EdgewayUntested\n        expr: vector(1) > 2\n        labels:\n          severity: warning\n`,
+  );
+  const failures = checkRules(dir).join("\n");
+  t.match(failures, /alert EdgewayUntested has no promtool test/);
+  t.same(checkRules(), [], "the shipped rules are all tested and pass");
 });
