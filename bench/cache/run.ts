@@ -39,6 +39,8 @@ const DASHBOARDS = 100;
 const REFRESH_MS = 30_000;
 const WIDGETS = ["events-per-day", "funnel", "top-events"];
 const REDIS_URL = process.env.CACHE_BENCH_REDIS ?? "redis://127.0.0.1:6379";
+/** Comma list of phases to run: replay, latency, throughput (default all; results merge into cache.json). */
+const PHASES = new Set((process.env.CACHE_BENCH_PHASES ?? "replay,latency,throughput").split(","));
 const log = (s: string) => process.stderr.write(`[bench:cache] ${s}\n`);
 const children: ChildProcess[] = [];
 process.on("exit", () => {
@@ -266,7 +268,14 @@ async function latency(url: string, n: number, concurrency: number) {
   await Promise.all(Array.from({ length: concurrency }, worker));
   await pool.close();
   times.sort((a, b) => a - b);
-  return { p50: round3(pct(times, 50)), p99: round3(pct(times, 99)), samples: times.length, xCache };
+  return {
+    p50: round3(pct(times, 50)),
+    p90: round3(pct(times, 90)),
+    p99: round3(pct(times, 99)),
+    p999: round3(pct(times, 99.9)),
+    samples: times.length,
+    xCache,
+  };
 }
 
 async function throughput(url: string, seconds: number) {
@@ -316,28 +325,56 @@ const cachedL2 = await startGatewayProcess("l2", {
   cache: { l1: { maxBytes: "1KiB" }, redis: { url: REDIS_URL, keyPrefix, commandTimeout: "100ms" } },
 });
 
-const db = new pg.Client({ ...PG, database: BENCH_DB });
-await db.connect();
-log(
-  `replaying ${VIEWERS} viewers over ${DASHBOARDS} dashboards (Zipf 1.1), refresh 30 s, ${SECONDS} s per phase`,
-);
-const without = await replay("without cache", plain.url, service, db);
-const withCache = await replay("with cache (L1, ttl 60s)", cachedL1.url, service, db);
-await db.end();
+const previous = (() => {
+  try {
+    return JSON.parse(readFileSync(join(root, "bench/results/cache.json"), "utf8"));
+  } catch {
+    return {};
+  }
+})();
+/** When and under what machine load each phase ran (phases may come from separate runs). */
+const phaseRuns: Record<string, { date: string; loadAverage: number[] }> = previous.phaseRuns ?? {};
+const stamp = async (phase: string) => {
+  const l = (await import("node:os")).loadavg();
+  phaseRuns[phase] = { date: new Date().toISOString(), loadAverage: l.map((x) => Math.round(x * 10) / 10) };
+};
+let without = previous.withoutCache;
+let withCache = previous.withCache;
+if (PHASES.has("replay")) {
+  const db = new pg.Client({ ...PG, database: BENCH_DB });
+  await db.connect();
+  log(
+    `replaying ${VIEWERS} viewers over ${DASHBOARDS} dashboards (Zipf 1.1), refresh 30 s, ${SECONDS} s per phase`,
+  );
+  without = await replay("without cache", plain.url, service, db);
+  withCache = await replay("with cache (L1, ttl 60s)", cachedL1.url, service, db);
+  await db.end();
+  await stamp("replay");
+}
 
-log("hit latency and throughput");
-const lat = {
-  l1Hit: await latency(`${cachedL1.url}/static/w`, 20_000, 1),
-  l2Hit: await latency(`${cachedL2.url}/static/w`, 10_000, 1),
-  noCacheProxy: await latency(`${plain.url}/static/w`, 20_000, 1),
-};
-log(`latency: ${JSON.stringify(lat)}`);
-const thr = {
-  l1Hit: await throughput(`${cachedL1.url}/static/w`, 10),
-  l2Hit: await throughput(`${cachedL2.url}/static/w`, 10),
-  noCacheProxy: await throughput(`${plain.url}/static/w`, 10),
-};
-log(`throughput: ${JSON.stringify(thr)}`);
+let lat = previous.hitLatencyMs;
+if (PHASES.has("latency")) {
+  log("hit latency (one client, sequential requests)");
+  lat = {
+    l1Hit: await latency(`${cachedL1.url}/static/w`, 20_000, 1),
+    l2Hit: await latency(`${cachedL2.url}/static/w`, 10_000, 1),
+    noCacheProxy: await latency(`${plain.url}/static/w`, 20_000, 1),
+    // The machine's noise floor: the trivial origin itself, no gateway in the path.
+    directOrigin: await latency(`${service}/static/w`, 20_000, 1),
+  };
+  log(`latency: ${JSON.stringify(lat)}`);
+  await stamp("latency");
+}
+let thr = previous.throughput;
+if (PHASES.has("throughput")) {
+  thr = {
+    l1Hit: await throughput(`${cachedL1.url}/static/w`, 10),
+    l2Hit: await throughput(`${cachedL2.url}/static/w`, 10),
+    noCacheProxy: await throughput(`${plain.url}/static/w`, 10),
+  };
+  log(`throughput: ${JSON.stringify(thr)}`);
+  await stamp("throughput");
+}
 const r = new Redis(REDIS_URL);
 let cursor = "0";
 do {
@@ -350,6 +387,7 @@ r.disconnect();
 const reduction = 1 - withCache.postgres.queries / Math.max(1, without.postgres.queries);
 const results = {
   date: new Date().toISOString(),
+  phaseRuns,
   machine: { cores: (await import("node:os")).cpus().length },
   dataset: { database: BENCH_DB, table: "user_events", rows: ROWS },
   load: {
