@@ -26,7 +26,7 @@ const encoders = z
     avif: z
       .strictObject({
         enabled: z.boolean().default(true),
-        quality: quality.default(55),
+        quality: quality.default(60),
         /** 0 (fast) … 9 (small). sharp's default 4 is ~6× slower than 2 for a few % of bytes. */
         effort: z.number().int().min(0).max(9).default(2),
         /**

@@ -1,0 +1,33 @@
+/**
+ * The baseline for cold transforms: raw sharp on the same files with the gateway's WebP settings,
+ * `n` in flight. Runs as its own process so it gets the same allocator (and libvips threads) as the gateway.
+ */
+import { readdirSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import sharp from "sharp";
+
+const dir = process.argv[2]!;
+const inFlight = Number(process.argv[3] ?? 2);
+const files = readdirSync(dir).map((f) => join(dir, f));
+const one = async (f: string) => {
+  const buf = await readFile(f);
+  await sharp(buf, { failOn: "error" })
+    .autoOrient()
+    .resize({ width: 1170, withoutEnlargement: true })
+    .toColourspace("srgb")
+    .webp({ quality: 75, effort: 4, smartSubsample: false })
+    .toBuffer();
+};
+await one(files[0]!); // warm-up, as the gateway run has
+const t0 = performance.now();
+let i = 0;
+await Promise.all(
+  Array.from({ length: inFlight }, async () => {
+    while (i < files.length) await one(files[i++]!);
+  }),
+);
+const secs = (performance.now() - t0) / 1000;
+process.stdout.write(
+  `${JSON.stringify({ perSecond: files.length / secs, concurrency: sharp.concurrency() })}\n`,
+);
