@@ -1,8 +1,10 @@
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { collectDefaultMetrics, Registry } from "prom-client";
 import t from "tap";
 import { Pool } from "undici";
 import { stringify } from "yaml";
+import { GatewayMetrics } from "../../gateway/telemetry/metrics.ts";
 import { serviceAt, startGateway, startUpstream } from "../helpers/gateway.ts";
 import { pick, scrape, total } from "./prom.ts";
 
@@ -186,4 +188,17 @@ t.test("telemetry.metrics.enabled: false skips the per-request metrics", async (
   t.equal(pick(samples, "edgeway_http_requests_total").length, 0);
   t.equal(pick(samples, "edgeway_upstream_request_duration_seconds_count").length, 0);
   t.equal(pick(samples, "process_cpu_user_seconds_total").length, 0, "no process collectors either");
+});
+
+t.test("docs/observability.md lists every core and process metric", async (t) => {
+  const docs = readFileSync(new URL("../../docs/observability.md", import.meta.url), "utf8");
+  const registry = new Registry();
+  new GatewayMetrics(registry);
+  for (const m of registry.getMetricsAsArray()) t.ok(docs.includes(`\`${m.name}\``), m.name);
+  const processRegistry = new Registry();
+  collectDefaultMetrics({ register: processRegistry });
+  for (const m of processRegistry.getMetricsAsArray()) {
+    const lag = /^nodejs_eventloop_lag_(min|max|mean|stddev|p50|p90|p99)_seconds$/.test(m.name);
+    t.ok(lag || docs.includes(`\`${m.name}`), m.name);
+  }
 });
