@@ -229,7 +229,8 @@ async function main(): Promise<void> {
           served += share * r.bytes;
           originals += share * original;
           jpeg80 += share * j80;
-          const pd = (perDevice[d.name] ??= { served: 0, originals: 0, jpeg80: 0 });
+          perDevice[d.name] ??= { served: 0, originals: 0, jpeg80: 0 };
+          const pd = perDevice[d.name]!;
           pd.served += (b.share / photos.length) * r.bytes;
           pd.originals += (b.share / photos.length) * original;
           pd.jpeg80 += (b.share / photos.length) * j80;

@@ -292,3 +292,19 @@ t.test("page routes: Accept-CH, streamed <img> rewriting through gzip", async (t
   t.match(out, /<img src="https:\/\/else\.where\/c\.jpg" loading="eager" decoding="sync">/);
   t.match(out, /<p>text &amp; more<\/p>/);
 });
+
+t.test("maxSourceBytes and HEAD", async (t) => {
+  const gw = await dirGateway(t, { limits: { maxSourceBytes: "10KiB" } });
+  const big = await fetch(`${gw.url}/img/p.jpg?w=320`);
+  t.equal(big.status, 422);
+  t.match(await big.text(), /image_source_too_large/);
+  const gw2 = await dirGateway(t, {});
+  const head = await fetch(`${gw2.url}/img/p.jpg?w=320`, {
+    method: "HEAD",
+    headers: { accept: WEBP_ACCEPT },
+  });
+  t.equal(head.status, 200);
+  t.equal(head.headers.get("content-type"), "image/webp");
+  t.ok(Number(head.headers.get("content-length")) > 0);
+  t.equal((await head.arrayBuffer()).byteLength, 0);
+});
