@@ -54,7 +54,7 @@ t.test(
 
     const gwSpans = () => otlp.spans.filter((s) => s.resource["service.name"] === "edgeway-gateway");
     await otlp.waitFor(() => gwSpans().filter((s) => s.kind === SERVER).length >= 6);
-    await new Promise((r) => setTimeout(r, 300));
+    await otlp.settle();
     const servers = gwSpans().filter((s) => s.kind === SERVER);
     const paths = servers.map((s) => String(s.attributes["url.path"])).sort();
     t.same(

@@ -26,6 +26,8 @@ export interface OtlpReceiver {
   contentTypes: Set<string>;
   /** Resolves once `predicate(spans)` holds (polls), or rejects after `ms`. */
   waitFor(predicate: (spans: ReceivedSpan[]) => boolean, ms?: number): Promise<ReceivedSpan[]>;
+  /** Resolves once no span has arrived for `quietMs` (all exporters flushed). */
+  settle(quietMs?: number, maxMs?: number): Promise<ReceivedSpan[]>;
   close(): Promise<void>;
 }
 
@@ -113,6 +115,15 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       while (!predicate(spans)) {
         if (Date.now() > deadline) throw new Error(`spans did not arrive in time (have ${spans.length})`);
         await new Promise((r) => setTimeout(r, 25));
+      }
+      return spans;
+    },
+    async settle(quietMs = 500, maxMs = 15_000) {
+      const deadline = Date.now() + maxMs;
+      let seen = -1;
+      while (seen !== spans.length && Date.now() < deadline) {
+        seen = spans.length;
+        await new Promise((r) => setTimeout(r, quietMs));
       }
       return spans;
     },

@@ -252,7 +252,7 @@ t.test(
         (x) => x.kind === SERVER && String(x.attributes["url.path"]).startsWith("/child/"),
       ).length >= 100;
     await otlp.waitFor(expectedRoots);
-    await new Promise((r) => setTimeout(r, 300)); // let the last batches land
+    await otlp.settle(); // let the last batches land
     const servers = gatewaySpans(otlp.spans).filter((x) => x.kind === SERVER);
     const roots = servers.filter((x) => String(x.attributes["url.path"]).startsWith("/root/"));
     const observed = roots.length / N;
