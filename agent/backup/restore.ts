@@ -55,13 +55,22 @@ async function pipeInto(source: Readable, compression: string, cmd: string, args
     child.on("error", reject);
     child.on("close", resolve);
   });
-  if (lz4) {
-    await Promise.all([pipeline([...stages, lz4.stdin!] as never), pipeline(lz4.stdout!, child.stdin!)]);
-  } else {
-    await pipeline([...stages, child.stdin!] as never);
+  let streamError: Error | undefined;
+  try {
+    if (lz4) {
+      await Promise.all([pipeline([...stages, lz4.stdin!] as never), pipeline(lz4.stdout!, child.stdin!)]);
+    } else {
+      await pipeline([...stages, child.stdin!] as never);
+    }
+  } catch (err) {
+    streamError = err as Error;
+    lz4?.kill("SIGKILL");
   }
   const code = await exited;
-  if (code !== 0) throw new Error(`${cmd} failed (exit ${code}): ${stderr.trim()}`);
+  // The program's own complaint explains a broken pipe better than the pipe does.
+  if (code !== 0) throw new Error(`${cmd} failed (exit ${code}): ${stderr.trim() || streamError?.message}`);
+  if (streamError)
+    throw new Error(`streaming into ${cmd} failed: ${streamError.message}`, { cause: streamError });
 }
 
 /** Unpacks a base backup into a data directory (base.tar*, pg_wal.tar*, backup_manifest). */
@@ -70,10 +79,18 @@ export async function extractBase(env: BackupEnv, entry: CatalogEntry, dataDir: 
   for (const file of entry.manifest.files) {
     const source = await openStoredFile(env, entry, file);
     if (file.name.startsWith("base.tar")) {
-      await pipeInto(source, file.compression, "tar", ["-x", "-f", "-", "-C", dataDir]);
+      // --ignore-zeros: read to the end of the stream, so tar never closes its stdin on the trailing padding.
+      await pipeInto(source, file.compression, "tar", ["-x", "--ignore-zeros", "-f", "-", "-C", dataDir]);
     } else if (file.name.startsWith("pg_wal.tar")) {
       await mkdir(join(dataDir, "pg_wal"), { recursive: true });
-      await pipeInto(source, file.compression, "tar", ["-x", "-f", "-", "-C", join(dataDir, "pg_wal")]);
+      await pipeInto(source, file.compression, "tar", [
+        "-x",
+        "--ignore-zeros",
+        "-f",
+        "-",
+        "-C",
+        join(dataDir, "pg_wal"),
+      ]);
     } else if (file.name === "backup_manifest") {
       await pipeline(source, createWriteStream(join(dataDir, "backup_manifest")));
     } else {
@@ -117,7 +134,11 @@ export async function fetchWal(
     const file = job.entry.manifest.files[0]!;
     const source = await openStoredFile(env, job.entry, file);
     const d = decompressor(file.compression);
-    await pipeline([source, ...(d ? [d] : []), createWriteStream(join(dir, job.target))] as never);
+    await pipeline([source, ...(d ? [d] : []), createWriteStream(join(dir, job.target))] as never).catch(
+      (err) => {
+        throw new Error(`WAL ${job.entry.manifest.id}: ${(err as Error).message}`, { cause: err });
+      },
+    );
     segments.push(job.target);
     return next();
   };

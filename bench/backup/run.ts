@@ -25,14 +25,17 @@ import { pgBin, startCluster } from "../../test/helpers/pg-cluster.ts";
 const { values } = parseArgs({
   options: {
     scale: { type: "string", default: "50" },
+    /** Runs per setting; the best is reported (the machine is shared, single runs are noisy). */
+    repeat: { type: "string", default: "2" },
     /** Compression choices; "client-zstd:1" sets the level. The first is the headline figure. */
     choices: {
       type: "string",
-      default: "client-zstd,client-zstd:1,server-zstd,server-zstd:1,server-lz4,client-lz4",
+      default: "client-zstd,client-zstd:3,server-zstd,server-zstd:3,server-lz4,client-lz4",
     },
   },
 });
 const scale = Number(values.scale);
+const repeat = Math.max(1, Number(values.repeat));
 const choices = String(values.choices).split(",");
 type Compression = BackupConfig["base"]["compression"];
 const isRoot = process.getuid?.() === 0;
@@ -146,15 +149,19 @@ async function main() {
     await archiver.tick();
 
     const edgeway: Record<string, { seconds: number; bytes: number; mb_per_s: number }> = {};
-    for (const choice of choices) {
-      const store = choice === choices[0] ? mainStore : join(work, `store-${choice}`);
-      const t = performance.now();
-      const m = await runBaseBackup(choice === choices[0] ? env : envFor(choice, store));
-      const s = seconds(t);
-      const bytes = m.files.reduce((n, f) => n + f.size, 0);
-      edgeway[choice] = { seconds: s, bytes, mb_per_s: Math.round(dbBytes / 1e6 / s) };
-      log(`edgeway ${choice}: ${s} s, ${(bytes / 1e6).toFixed(1)} MB stored`);
-      if (choice !== choices[0]) rmSync(store, { recursive: true, force: true });
+    for (let round = 0; round < repeat; round++) {
+      for (const choice of choices) {
+        const store = choice === choices[0] ? mainStore : join(work, `store-${choice}`);
+        const t = performance.now();
+        const m = await runBaseBackup(choice === choices[0] ? env : envFor(choice, store));
+        const s = seconds(t);
+        const bytes = m.files.reduce((n, f) => n + f.size, 0);
+        if (!edgeway[choice] || s < edgeway[choice].seconds) {
+          edgeway[choice] = { seconds: s, bytes, mb_per_s: Math.round(dbBytes / 1e6 / s) };
+        }
+        log(`edgeway ${choice}: ${s} s, ${(bytes / 1e6).toFixed(1)} MB stored`);
+        if (choice !== choices[0]) rmSync(store, { recursive: true, force: true });
+      }
     }
 
     const pgbackrestRuns: Record<string, { seconds: number; bytes: number } | { error: string }> = {};
@@ -166,23 +173,28 @@ async function main() {
       const checked = run(base("check"));
       if (!checked.ok) log(`pgbackrest check: ${checked.out.trim().slice(-300)}`);
       let repoBytes = Number(run(["du", "-sb", join(pgbr, "repo", "backup")]).out.split(/\s/)[0]);
-      for (const [name, opts] of [
+      const settings = [
         ["lz4 process-max=2", ["--compress-type=lz4", "--process-max=2"]],
         ["zst level 1 process-max=2", ["--compress-type=zst", "--compress-level=1", "--process-max=2"]],
         ["none process-max=2", ["--compress-type=none", "--process-max=2"]],
-      ] as const) {
-        const t = performance.now();
-        const r = run([...base("backup"), "--type=full", ...opts]);
-        const s = seconds(t);
-        if (!r.ok) {
-          pgbackrestRuns[name] = { error: r.out.trim().slice(-500) };
-          log(`pgbackrest ${name}: failed ${r.out.trim().slice(-300)}`);
-          continue;
+      ] as const;
+      for (let round = 0; round < repeat; round++) {
+        for (const [name, opts] of settings) {
+          const t = performance.now();
+          const r = run([...base("backup"), "--type=full", ...opts]);
+          const s = seconds(t);
+          if (!r.ok) {
+            pgbackrestRuns[name] ??= { error: r.out.trim().slice(-500) };
+            log(`pgbackrest ${name}: failed ${r.out.trim().slice(-300)}`);
+            continue;
+          }
+          const du = Number(run(["du", "-sb", join(pgbr, "repo", "backup")]).out.split(/\s/)[0]);
+          const prev = pgbackrestRuns[name];
+          if (!prev || !("seconds" in prev) || s < prev.seconds)
+            pgbackrestRuns[name] = { seconds: s, bytes: du - repoBytes };
+          repoBytes = du;
+          log(`pgbackrest ${name}: ${s} s`);
         }
-        const du = Number(run(["du", "-sb", join(pgbr, "repo", "backup")]).out.split(/\s/)[0]);
-        pgbackrestRuns[name] = { seconds: s, bytes: du - repoBytes };
-        repoBytes = du;
-        log(`pgbackrest ${name}: ${s} s`);
       }
     }
     const pgbrTimes = Object.values(pgbackrestRuns).flatMap((r) => ("seconds" in r ? [r.seconds] : []));
@@ -242,6 +254,7 @@ async function main() {
         : null,
       database_bytes: dbBytes,
       pgbench_scale: scale,
+      runs_per_setting: repeat,
       per_compression: edgeway,
       pgbackrest: pgbackrestRuns,
       pgbackrest_version: pgbackrest ? run([pgbackrest, "version"]).out.trim() : null,
