@@ -57,6 +57,8 @@ export interface Exchange {
   region: string | undefined;
   /** When true, only `region` may serve the request (e.g. writes pinned to the primary region). */
   regionStrict: boolean;
+  /** Fallback order after `region` for this request (geo-routing: per-region order); default: the gateway's. */
+  regionFallback?: readonly string[];
   /** Extra headers added to the client response whatever the upstream says (e.g. X-Edgeway-Region). */
   readonly responseHeaders: HeaderMap;
   /** Aborted when the client goes away or the gateway's deadline passes: stop work and free resources. */

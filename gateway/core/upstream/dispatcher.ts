@@ -149,7 +149,7 @@ export function createDispatcher(r: RouteUpstream): Handler {
     const preferred = ex.region ?? r.defaultRegion;
     let tried: Set<Endpoint> | undefined;
     for (let attempt = 1; ; attempt++) {
-      const endpoint = service.pick(preferred, ex.regionStrict, r.regionFallback, tried);
+      const endpoint = service.pick(preferred, ex.regionStrict, ex.regionFallback ?? r.regionFallback, tried);
       if (!endpoint) {
         throw new GatewayError(
           503,
