@@ -227,19 +227,20 @@ async function throughGateway(tokensByAlg: Map<Alg, string[]>) {
     // Same route shape with no filter, with raw jwtVerify only, and with the guard.
     const rows = [];
     const base = await measure("/open/1k", undefined);
-    rows.push({ scenario: "no filter", ...base, addedUsPerReq: 0, guardVsRawPct: 0 });
+    rows.push({ scenario: "no filter", ...base, addedUsPerReq: 0, vsRawPct: 0 });
     for (const alg of ALGS) {
       const tokens = tokensByAlg.get(alg)!;
       const raw = await measure("/raw/1k", tokens);
       const guard = await measure("/api/1k", tokens);
       const rawAdded = raw.cpuUsPerReq - base.cpuUsPerReq;
       const guardAdded = guard.cpuUsPerReq - base.cpuUsPerReq;
-      rows.push({ scenario: `raw jwtVerify ${alg}`, ...raw, addedUsPerReq: rawAdded, guardVsRawPct: 0 });
+      rows.push({ scenario: `raw jwtVerify ${alg}`, ...raw, addedUsPerReq: rawAdded, vsRawPct: 0 });
       rows.push({
         scenario: `guard ${alg}`,
         ...guard,
         addedUsPerReq: guardAdded,
-        guardVsRawPct: Math.round((guardAdded / rawAdded - 1) * 1000) / 10,
+        // CPU per verified request through the gateway, guard vs raw jwtVerify (the 15% target).
+        vsRawPct: Math.round((guard.cpuUsPerReq / raw.cpuUsPerReq - 1) * 1000) / 10,
       });
     }
     return rows;
