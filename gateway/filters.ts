@@ -11,6 +11,7 @@ type AnyFactory = FilterFactory<any, any>;
 export const FILTERS: Readonly<Record<string, () => Promise<AnyFactory>>> = {
   auth: () => import("./auth/filter.ts").then((m) => m.authFilter),
   cache: () => import("./cache/filter.ts").then((m) => m.cacheFilter),
+  geo: () => import("./geo/filter.ts").then((m) => m.geoFilter),
   headers: () => import("./headers/filter.ts").then((m) => m.headersFilter),
   images: () => import("./images/filter.ts").then((m) => m.imagesFilter),
 };

@@ -19,6 +19,11 @@ export const geoGlobalSchema = z.strictObject({
   countries: z.record(z.string(), z.string()).default({}),
   /** The region for clients whose country is unknown or unmapped. */
   defaultRegion: z.string().min(1),
+  /**
+   * Region -> the regions to try next, in order, when it has no healthy endpoint (reads only; writes
+   * never fall back). Unlisted regions use the gateway's `regionFallback`.
+   */
+  fallback: z.record(z.string(), z.array(z.string().min(1))).default({}),
   /** Client-location headers to trust, first present wins (set them only at a CDN you control). */
   headers: z.array(z.string().min(1)).default(["cloudfront-viewer-country", "cf-ipcountry"]),
   topology: z.union([
@@ -225,6 +230,8 @@ export const geoFilter: FilterFactory<GeoRoute, GeoGlobal> = {
           } else {
             region = nearestRegion(ex.incoming.headers, g);
             ex.regionStrict = false;
+            const order = g.fallback[region];
+            if (order) ex.regionFallback = order;
           }
           ex.region = region;
           ex.responseHeaders["x-edgeway-region"] = region;
