@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 import type { Readable } from "node:stream";
 import { trace } from "@opentelemetry/api";
 import { GatewayError } from "../core/problem.ts";
@@ -163,11 +164,24 @@ export const authFilter: FilterFactory<AuthRouteConfig, AuthGlobalConfig> = {
 
     const refreshEndpoint = async (ex: Exchange, next: (ex: Exchange) => Promise<GatewayResponse>) => {
       stripClientHeaders(ex);
-      if (ex.search && new URLSearchParams(ex.search).has("refresh_token")) {
+      const badRequest = (description: string) => {
         metrics.rejections.labels(route, "bad_request").inc();
-        return oauthError(400, "invalid_request", "token parameters belong in the request body");
+        ex.logFields.auth = "bad_request";
+        return oauthError(400, "invalid_request", description);
+      };
+      // Some servers merge query and body parameters: the grant must come from the body we validate.
+      if (ex.search) {
+        const q = new URLSearchParams(ex.search);
+        if (q.has("refresh_token") || q.has("grant_type"))
+          return badRequest("token parameters belong in the request body");
       }
-      if (ex.request.method !== "POST") return next(ex);
+      // No body, nothing to validate (whatever the method: any body is checked, not only POST's).
+      if (ex.request.body === null) return next(ex);
+      // A compressed or non-UTF-8 body would be read differently here and by the auth service.
+      const encoding = String(ex.incoming.headers["content-encoding"] ?? "identity")
+        .trim()
+        .toLowerCase();
+      if (encoding !== "identity") return badRequest("token requests cannot be content-encoded");
       const limit = guard.cfg.refreshTokens.maxBodySize;
       const declared = Number(ex.incoming.headers["content-length"]);
       if (declared > limit) {
@@ -181,26 +195,18 @@ export const authFilter: FilterFactory<AuthRouteConfig, AuthGlobalConfig> = {
       }
       // From here on the upstream gets exactly these bytes.
       ex.request.body = body.length > 0 ? body : null;
+      if (body.length === 0) return next(ex);
       const ctype = String(ex.incoming.headers["content-type"] ?? "");
-      if (!FORM.test(ctype)) {
-        if (body.length === 0) return next(ex);
-        metrics.rejections.labels(route, "bad_request").inc();
-        return oauthError(400, "invalid_request", "token requests are application/x-www-form-urlencoded");
-      }
+      if (!FORM.test(ctype)) return badRequest("token requests are application/x-www-form-urlencoded");
+      const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(ctype)?.[1]?.toLowerCase();
+      if (charset !== undefined && charset !== "utf-8" && charset !== "us-ascii")
+        return badRequest("token requests are UTF-8");
+      if (!isUtf8(body)) return badRequest("token requests are UTF-8");
       const params = formParams(body.toString("utf8"));
-      if (!params) {
-        metrics.rejections.labels(route, "bad_request").inc();
-        return oauthError(400, "invalid_request", "a parameter is repeated");
-      }
+      if (!params) return badRequest("a parameter is repeated");
       if (params.get("grant_type") !== "refresh_token") {
-        if (params.has("refresh_token")) {
-          metrics.rejections.labels(route, "bad_request").inc();
-          return oauthError(
-            400,
-            "invalid_request",
-            "refresh_token is only valid with grant_type=refresh_token",
-          );
-        }
+        if (params.has("refresh_token"))
+          return badRequest("refresh_token is only valid with grant_type=refresh_token");
         return next(ex);
       }
       const token = params.get("refresh_token") ?? "";

@@ -2,6 +2,7 @@
  * Adversarial suite: tokens across algorithms, claims, headers, encodings, sizes and clock edges,
  * through a real gateway. Each case states the status and the bounded rejection reason it must get.
  */
+import { gzipSync } from "node:zlib";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import t from "tap";
 import { type AuthHarness, settle, startAuthHarness } from "./harness.ts";
@@ -396,6 +397,33 @@ t.test("refresh-token endpoint", async (t) => {
     const rtOtherGrant = await h.refresh(`grant_type=authorization_code&code=x&refresh_token=${bad}`);
     t.equal(rtOtherGrant.status, 400);
     await rtOtherGrant.text();
+    const gz = await h.refresh(gzipSync(form({ grant_type: "refresh_token", refresh_token: bad })), {
+      "content-encoding": "gzip",
+    });
+    t.equal(gz.status, 400, "compressed bodies are refused");
+    await gz.text();
+    const utf16 = await h.refresh(
+      Buffer.from(form({ grant_type: "refresh_token", refresh_token: bad }), "utf16le"),
+      {
+        "content-type": "application/x-www-form-urlencoded; charset=utf-16le",
+      },
+    );
+    t.equal(utf16.status, 400, "other charsets are refused");
+    await utf16.text();
+    const qGrant = await fetch(`${h.gw.url}/oauth/token?grant_type=refresh_token`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: form({ refresh_token: bad }),
+    });
+    t.equal(qGrant.status, 400, "grant_type in the query");
+    await qGrant.text();
+    const put = await fetch(`${h.gw.url}/oauth/token`, {
+      method: "PUT",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: form({ grant_type: "refresh_token", refresh_token: bad }),
+    });
+    t.equal(put.status, 400, "a body is checked whatever the method");
+    await put.text();
     t.equal(h.seen.length, before, "none reached the upstream");
     // Other grants pass through untouched.
     const code = await h.refresh("grant_type=authorization_code&code=abc");
