@@ -165,6 +165,7 @@ async function replay(label: string, base: string, service: string, db: pg.Clien
     offset: Math.random() * REFRESH_MS,
   }));
   const latencies: number[] = [];
+  const byResult = new Map<string, number[]>();
   let errors = 0;
   let sent = 0;
   const statsBefore = (await (await fetch(`${service}/stats`)).json()) as { queries: number };
@@ -186,7 +187,12 @@ async function replay(label: string, base: string, service: string, db: pg.Clien
         .then(async (res) => {
           await res.body.dump();
           if (res.statusCode !== 200) errors++;
-          else latencies.push(performance.now() - t0);
+          else {
+            const ms = performance.now() - t0;
+            latencies.push(ms);
+            const kind = String(res.headers["x-cache"] ?? "none");
+            byResult.set(kind, [...(byResult.get(kind) ?? []), ms]);
+          }
         })
         .catch(() => {
           errors++;
@@ -231,6 +237,12 @@ async function replay(label: string, base: string, service: string, db: pg.Clien
       cpuPercentOfOneCore: Math.round((cpu / wall) * 1000) / 10,
     },
     clientLatencyMs: { p50: round3(pct(latencies, 50)), p99: round3(pct(latencies, 99)) },
+    byXCache: Object.fromEntries(
+      [...byResult].map(([k, v]) => {
+        v.sort((a, b) => a - b);
+        return [k, { count: v.length, p50: round3(pct(v, 50)), p99: round3(pct(v, 99)) }];
+      }),
+    ),
   };
   log(`${label}: ${JSON.stringify(result)}`);
   return result;

@@ -228,7 +228,14 @@ function escapeGlob(s: string): string {
   return s.replace(/[*?[\]\\]/g, "\\$&");
 }
 
-function makeClient(c: RedisTierConfig): Client {
+/** Which ioredis client a config asks for, with its options (pure, tested). */
+export function redisClientSpec(
+  c: Omit<RedisTierConfig, "maxObjectSize" | "compression" | "compressAbove" | "breaker" | "keyPrefix">,
+):
+  | { kind: "cluster"; nodes: { host: string; port: number }[]; options: Record<string, unknown> }
+  | { kind: "sentinel"; options: Record<string, unknown> }
+  | { kind: "standalone"; url: string; options: Record<string, unknown> } {
+  // No offline queue and no per-request retries: a request never waits for a reconnect.
   const common = {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
@@ -238,14 +245,25 @@ function makeClient(c: RedisTierConfig): Client {
     retryStrategy: (n: number) => Math.min(100 * n, 2000),
   };
   if (c.cluster && c.cluster.length > 0) {
-    return new Cluster(c.cluster, {
-      enableOfflineQueue: false,
-      redisOptions: common,
-      clusterRetryStrategy: (n: number) => Math.min(100 * n, 2000),
-    });
+    return {
+      kind: "cluster",
+      nodes: c.cluster,
+      options: {
+        enableOfflineQueue: false,
+        redisOptions: common,
+        clusterRetryStrategy: (n: number) => Math.min(100 * n, 2000),
+      },
+    };
   }
   if (c.sentinels && c.sentinels.length > 0) {
-    return new Redis({ ...common, sentinels: c.sentinels, name: c.name ?? "mymaster" });
+    return { kind: "sentinel", options: { ...common, sentinels: c.sentinels, name: c.name ?? "mymaster" } };
   }
-  return new Redis(c.url ?? "redis://127.0.0.1:6379", common);
+  return { kind: "standalone", url: c.url ?? "redis://127.0.0.1:6379", options: common };
+}
+
+function makeClient(c: RedisTierConfig): Client {
+  const spec = redisClientSpec(c);
+  if (spec.kind === "cluster") return new Cluster(spec.nodes, spec.options);
+  if (spec.kind === "sentinel") return new Redis(spec.options);
+  return new Redis(spec.url, spec.options);
 }
