@@ -17,6 +17,7 @@ import { type Telemetry, traceContextPropagator } from "../../lib/telemetry/inde
 import { GatewayMetrics } from "../telemetry/metrics.ts";
 import { redactTarget } from "../telemetry/redact.ts";
 import { type LoadedConfig, loadGatewayConfig } from "./config.ts";
+import { ClientExchange } from "./exchange.ts";
 import { addForwardingHeaders, clientAddress, requestIdFor, withoutHopByHop } from "./headers.ts";
 import { GatewayError, problemBody, sendProblem } from "./problem.ts";
 import { hostOnly } from "./router.ts";
@@ -171,13 +172,14 @@ export class GatewayServer {
     this.metrics.inflightCount++;
     const requestId = requestIdFor(req.headers["x-request-id"]);
     let routeName = "none";
-    let ex: Exchange | undefined;
+    let ex: ClientExchange | undefined;
     let span: Span = NOOP_SPAN;
     const clientIp = clientAddress(req.socket.remoteAddress);
     const socket = req.socket;
     const writtenBefore = socket.bytesWritten;
 
     res.once("close", () => {
+      if (!res.writableFinished) ex?.clientGone();
       rt.inflight--;
       this.metrics.inflightCount--;
       const status = res.writableFinished ? res.statusCode : 499;
@@ -282,33 +284,20 @@ export class GatewayServer {
 
     const hasBody =
       req.headers["transfer-encoding"] !== undefined || (Number(req.headers["content-length"]) || 0) > 0;
-    const abort = new AbortController();
-    res.once("close", () => {
-      if (!res.writableFinished) abort.abort();
-    });
-
-    ex = {
-      id: requestId,
-      routeName: route.name,
-      serviceName: route.serviceName,
-      incoming: req,
+    ex = new ClientExchange(
+      requestId,
+      route.name,
+      route.serviceName,
+      req,
       pathname,
       search,
       clientIp,
-      protocol: "http",
-      host: hostHeader,
-      request: { method: req.method ?? "GET", path, headers, body: hasBody ? req : null },
-      region: undefined,
-      regionStrict: false,
-      responseHeaders: {},
-      signal: abort.signal,
+      hostHeader,
+      { method: req.method ?? "GET", path, headers, body: hasBody ? req : null },
       span,
       traceContext,
-      logger: this.logger,
-      upstream: undefined,
-      state: {},
-      logFields: {},
-    };
+      this.logger,
+    );
     const exchange = ex;
     const run = () =>
       route.handler(exchange).then(

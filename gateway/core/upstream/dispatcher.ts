@@ -4,10 +4,12 @@ import { errors as undiciErrors } from "undici";
 import { traceContextPropagator } from "../../../lib/telemetry/index.ts";
 import type { GatewayMetrics } from "../../telemetry/metrics.ts";
 import { redactTarget } from "../../telemetry/redact.ts";
+import { ClientExchange } from "../exchange.ts";
 import { withoutHopByHop } from "../headers.ts";
 import { GatewayError } from "../problem.ts";
 import type { TimeoutsConfig } from "../schema.ts";
 import type { Exchange, GatewayResponse, Handler } from "../types.ts";
+import { UpstreamCall } from "./call.ts";
 import type { Endpoint } from "./endpoint.ts";
 import type { UpstreamService } from "./service.ts";
 
@@ -175,22 +177,27 @@ export function createDispatcher(r: RouteUpstream): Handler {
       };
       endpoint.outstanding++;
       const started = performance.now();
+      const call = new UpstreamCall();
+      const detach = watchClient(ex, call);
       try {
-        const res = await endpoint.pool(timeouts.connect).request({
-          path: req.path,
-          method: req.method as "GET",
-          headers: headers as Record<string, string>,
-          body,
-          headersTimeout: timeouts.responseHeader,
-          bodyTimeout: timeouts.idleBody,
-          signal: ex.signal,
-          idempotent: IDEMPOTENT.has(req.method),
-          blocking: false,
-        });
+        endpoint.pool(timeouts.connect).dispatch(
+          {
+            path: req.path,
+            method: req.method as "GET",
+            headers: headers as Record<string, string>,
+            body,
+            headersTimeout: timeouts.responseHeader,
+            bodyTimeout: timeouts.idleBody,
+            idempotent: IDEMPOTENT.has(req.method),
+            blocking: false,
+          },
+          call,
+        );
+        const res = await call.result;
         const upstreamMs = performance.now() - started;
         em.duration.observe(upstreamMs / 1000);
         ex.logFields.upstream_ms = Math.round(upstreamMs * 1000) / 1000;
-        const status = res.statusCode;
+        const status = res.status;
         em.response(status);
         if (status === 502 || status === 503 || status === 504) service.reportFailure(endpoint);
         else service.reportSuccess(endpoint);
@@ -221,14 +228,18 @@ export function createDispatcher(r: RouteUpstream): Handler {
           if (status >= 500)
             span.setAttribute("error.type", String(status)).setStatus({ code: SpanStatusCode.ERROR });
         }
+        // The client may leave while the body streams: destroying the body aborts the upstream request.
+        detach?.();
+        if (ex instanceof ClientExchange) ex.onClientGone(() => resBody.destroy());
         const out: GatewayResponse = {
           status,
-          headers: res.headers as Record<string, string | string[]>,
+          headers: res.headers,
           body: req.method === "HEAD" || status === 204 || status === 304 ? drained(resBody) : resBody,
         };
-        if (headers.te === "trailers") out.trailers = res.trailers as Record<string, string>;
+        if (headers.te === "trailers") out.trailers = resBody.trailers;
         return out;
       } catch (err) {
+        detach?.();
         endpoint.outstanding--;
         if (err instanceof GatewayError) {
           span?.end();
@@ -268,10 +279,28 @@ export function createDispatcher(r: RouteUpstream): Handler {
 }
 
 /** HEAD, 204 and 304 carry no body: drain what undici holds and hand the client nothing. */
-function drained(body: Readable & { dump?: () => Promise<void> }): null {
-  if (body.dump) body.dump().catch(() => {});
-  else body.resume();
+function drained(body: Readable): null {
+  body.resume();
   return null;
+}
+
+/**
+ * Aborts the attempt when the client goes away: through the core exchange's hook (no listener, no
+ * AbortController), or through `ex.signal` for exchanges a filter copied.
+ */
+function watchClient(ex: Exchange, call: UpstreamCall): (() => void) | undefined {
+  if (ex instanceof ClientExchange) {
+    ex.onClientGone(() => call.abort());
+    return () => ex.onClientGone(undefined);
+  }
+  const signal = ex.signal;
+  if (signal.aborted) {
+    call.abort();
+    return undefined;
+  }
+  const onAbort = () => call.abort();
+  signal.addEventListener("abort", onAbort, { once: true });
+  return () => signal.removeEventListener("abort", onAbort);
 }
 
 function upstreamProblem(kind: FailureKind, service: string, cause: unknown): GatewayError {
