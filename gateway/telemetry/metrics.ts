@@ -162,6 +162,8 @@ export class GatewayMetrics {
       name: "edgeway_config_reloads_total",
       help: "Config reloads by result (success, failure).",
       labelNames: ["result"],
+      // Every worker applies each reload: across workers, the count of reload events, not × workers.
+      aggregator: "max",
       registers,
     });
     this.problems = new Counter({

@@ -117,8 +117,29 @@ export function createLogger(
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    destination ?? pino.destination({ dest: 1, sync: false, minLength: 4096 }),
+    destination ?? stdoutDestination(),
   );
+}
+
+let stdout: ReturnType<typeof pino.destination> | undefined;
+
+/**
+ * Asynchronous stdout, written in blocks of 4 KiB so a busy gateway makes few write calls, and flushed
+ * every 250 ms so a quiet process's lines (a reload, an error at night) do not wait for the block to fill.
+ * One per process: every logger of the process shares it.
+ */
+function stdoutDestination(): ReturnType<typeof pino.destination> {
+  if (stdout) return stdout;
+  const dest = pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  setInterval(() => {
+    try {
+      dest.flush();
+    } catch {
+      // not ready or already closed at exit: nothing to flush
+    }
+  }, 250).unref();
+  stdout = dest;
+  return dest;
 }
 
 export function createTelemetry(opts: TelemetryOptions): Telemetry {

@@ -120,4 +120,13 @@ t.test("with server.workers: 2, /metrics on the admin port aggregates the whole 
     t.equal(pick(samples, "edgeway_http_requests_total").length, 1, "one series, not one per worker");
     t.ok(pick(samples, "nodejs_heap_size_used_bytes").length > 0, "process metrics too");
   }
+
+  // SIGHUP: every worker reloads; the reload counter counts the event once, not once per worker.
+  child.kill("SIGHUP");
+  const reloaded = () => lines.filter((l) => l.msg === "configuration reloaded");
+  const until2 = Date.now() + 10_000;
+  while (reloaded().length < 2 && Date.now() < until2) await new Promise((r) => setTimeout(r, 50));
+  t.equal(new Set(reloaded().map((l) => l.pid)).size, 2, "both workers reloaded");
+  const after = await scrape(admin);
+  t.equal(total(after.samples, "edgeway_config_reloads_total", { result: "success" }), 1);
 });
