@@ -2,14 +2,12 @@
  * The baseline for cold transforms: raw sharp on the same files with the gateway's WebP settings,
  * `n` in flight. Runs as its own process so it gets the same allocator (and libvips threads) as the gateway.
  */
-import { readdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
 import sharp from "sharp";
 
-const dir = process.argv[2]!;
-const inFlight = Number(process.argv[3] ?? 2);
-const files = readdirSync(dir).map((f) => join(dir, f));
+// argv: <inFlight> <file…>
+const inFlight = Number(process.argv[2] ?? 2);
+const files = process.argv.slice(3);
 const one = async (f: string) => {
   const buf = await readFile(f);
   await sharp(buf, { failOn: "error" })

@@ -21,6 +21,11 @@ import { ensureCorpus } from "./corpus.ts";
 import { encoderSweep } from "./encoders.ts";
 
 const QUICK = process.argv.includes("--quick");
+const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split("=")[1];
+/** Mixed transforms per allocator, and a time cap per allocator run (a busy machine must still finish). */
+const MIXED = Number(arg("mixed") ?? (QUICK ? 300 : 10_000));
+const MIXED_SECONDS = Number(arg("mixed-seconds") ?? (QUICK ? 60 : 900));
+const OUT = QUICK ? join(tmpdir(), "edgeway-images-quick.json") : "bench/results/images.json";
 const JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
 /** Peak RSS budget for 50 concurrent cold 4K transforms (the configured concurrency keeps it here). */
 const RSS_BUDGET_MB = 1024;
@@ -163,6 +168,12 @@ function rng(seed: number): () => number {
   };
 }
 
+/** Results are written after every section, so a run cut short still leaves what it measured. */
+function save(results: Record<string, unknown>): void {
+  mkdirSync("bench/results", { recursive: true });
+  writeFileSync(OUT, `${JSON.stringify(results, null, 2)}\n`);
+}
+
 async function main(): Promise<void> {
   ensureDebianPackages({ wrk: "wrk" });
   if (!existsSync(JEMALLOC)) {
@@ -197,6 +208,7 @@ async function main(): Promise<void> {
     // 1. Encoder sweep.
     log("encoder sweep at 1170 px");
     results.encoders = await encoderSweep(QUICK ? photos.slice(0, 2) : photos.slice(0, 5));
+    save(results);
 
     // 2. Egress for the device and browser mix.
     log("egress for the device mix");
@@ -271,13 +283,14 @@ async function main(): Promise<void> {
     log(
       `egress: ${(vsOriginals * 100).toFixed(1)}% less than originals, ${(vsJpeg80 * 100).toFixed(1)}% less than JPEG q80`,
     );
+    save(results);
     await egressGw.close();
     gateways.length = 0;
 
     // 4K JPEG sources (3840 px wide), many distinct files so every request is a cold transform.
     const fourK = join(work, "4k");
     mkdirSync(fourK);
-    const copies = QUICK ? 2 : 8;
+    const copies = QUICK ? 2 : 12;
     const fourKNames: string[] = [];
     for (const p of photos) {
       const m = await sharp(p).metadata();
@@ -296,11 +309,6 @@ async function main(): Promise<void> {
     for (const jemalloc of [false, true]) {
       const label = jemalloc ? "jemalloc" : "glibc";
       log(`cold transforms (${label}): ${fourKNames.length} × 4K JPEG → 1170 px WebP`);
-      // Raw sharp in a child with the same allocator, so its libvips thread count matches the gateway's.
-      const rawOut = execFileSync(process.execPath, ["bench/images/raw-sharp.ts", fourK, String(inFlight)], {
-        env: jemalloc ? { ...process.env, LD_PRELOAD: JEMALLOC } : { ...process.env, LD_PRELOAD: "" },
-      });
-      const raw = JSON.parse(rawOut.toString()) as { perSecond: number; concurrency: number };
       const gw = await spawnGateway(work, {
         images: { cache: { dir: join(work, `cache-cold-${label}`) }, limits: { concurrency: inFlight } },
         dir: fourK,
@@ -308,13 +316,38 @@ async function main(): Promise<void> {
       });
       gateways.push(gw);
       await fetchBytes(`${gw.url}/img/${fourKNames[0]}?w=320`, WEBP); // warm up code paths, not the variant
-      const secs = await pool(fourKNames, inFlight, async (n) => {
-        const r = await fetchBytes(`${gw.url}/img/${n}?w=1170`, WEBP);
-        if (r.status !== 200 || r.type !== "image/webp") throw new Error(`cold request failed: ${r.status}`);
-      });
-      const gwRate = fourKNames.length / secs;
+      // Alternate rounds of raw sharp and the gateway so load from elsewhere hits both alike. Raw sharp
+      // runs in a child with the same allocator, so its libvips thread count matches the gateway's.
+      const rounds = QUICK ? 2 : 4;
+      const per = Math.floor(fourKNames.length / rounds);
+      let rawSecs = 0;
+      let rawImages = 0;
+      let gwSecs = 0;
+      let gwImages = 0;
+      let threads = 0;
+      for (let r = 0; r < rounds; r++) {
+        const names = fourKNames.slice(r * per, (r + 1) * per);
+        const rawOut = execFileSync(
+          process.execPath,
+          ["bench/images/raw-sharp.ts", String(inFlight), ...names.map((n) => join(fourK, n))],
+          { env: jemalloc ? { ...process.env, LD_PRELOAD: JEMALLOC } : { ...process.env, LD_PRELOAD: "" } },
+        );
+        const raw = JSON.parse(rawOut.toString()) as { seconds: number; images: number; concurrency: number };
+        rawSecs += raw.seconds;
+        rawImages += raw.images;
+        threads = raw.concurrency;
+        gwSecs += await pool(names, inFlight, async (n) => {
+          const res = await fetchBytes(`${gw.url}/img/${n}?w=1170`, WEBP);
+          if (res.status !== 200 || res.type !== "image/webp")
+            throw new Error(`cold request failed: ${res.status}`);
+        });
+        gwImages += names.length;
+      }
+      const raw = { perSecond: rawImages / rawSecs, concurrency: threads };
+      const gwRate = gwImages / gwSecs;
       coldRuns[label] = {
-        images: fourKNames.length,
+        images: gwImages,
+        rounds,
         inFlight,
         libvipsThreads: raw.concurrency,
         rawSharpPerSecond: Math.round(raw.perSecond * 100) / 100,
@@ -373,6 +406,7 @@ async function main(): Promise<void> {
       }
     }
     results.coldTransforms = coldRuns;
+    save(results);
 
     // 5. Peak RSS: 50 concurrent distinct cold 4K transforms.
     const burst: Record<string, unknown> = {};
@@ -410,6 +444,7 @@ async function main(): Promise<void> {
       gateways.length = 0;
     }
     results.burst50 = burst;
+    save(results);
 
     // 6. RSS after 10,000 mixed transforms, glibc vs jemalloc.
     const mixDir = join(work, "mix");
@@ -421,12 +456,12 @@ async function main(): Promise<void> {
         .jpeg({ quality: 88 })
         .toFile(join(mixDir, basename(p)));
     }
-    const total = QUICK ? 300 : 10_000;
+    const total = MIXED;
     const qualities = [50, 55, 60, 65, 70, 75, 80, 85, 90];
     const aspects = [undefined, "1:1", "4:3", "16:9"];
     const combos: string[] = [];
     for (const p of photos)
-      for (const w of WIDTHS.filter((w) => w <= 2048))
+      for (const w of WIDTHS.filter((w) => w <= 1280))
         for (const q of qualities)
           for (const ar of aspects) combos.push(`/img/${basename(p)}?w=${w}${ar ? `&ar=${ar}` : ""}&q=${q}`);
     const rand = rng(42);
@@ -440,7 +475,8 @@ async function main(): Promise<void> {
       log(`${total} mixed transforms (${label})`);
       const gw = await spawnGateway(work, {
         images: {
-          cache: { memory: "16MiB", disk: 0, dir: join(work, "unused") },
+          // No variant cache: every request is a transform.
+          cache: { memory: 0, disk: 0, dir: join(work, "unused") },
           limits: { concurrency: 2 },
         },
         dir: mixDir,
@@ -452,9 +488,11 @@ async function main(): Promise<void> {
       const r2 = rng(7);
       const list = Array.from({ length: total }, (_, i) => ({
         path: combos[i % combos.length]!,
-        accept: r2() < 0.2 ? AVIF : r2() < 0.9 ? WEBP : LEGACY,
+        accept: r2() < 0.1 ? AVIF : r2() < 0.9 ? WEBP : LEGACY,
       }));
+      const deadline = performance.now() + MIXED_SECONDS * 1000;
       const secs = await pool(list, 2, async (item) => {
+        if (performance.now() > deadline) return;
         const r = await fetchBytes(`${gw.url}${item.path}`, item.accept);
         if (r.status !== 200) throw new Error(`mixed transform failed: ${r.status} ${item.path}`);
         if (++done % Math.max(1, Math.floor(total / 20)) === 0)
@@ -462,7 +500,9 @@ async function main(): Promise<void> {
       });
       await new Promise((r) => setTimeout(r, 2000));
       mixed[label] = {
-        transforms: total,
+        transforms: done,
+        requested: total,
+        timeCapSeconds: MIXED_SECONDS,
         seconds: Math.round(secs),
         rssSamplesMb: samples,
         rssAfterMb: Math.round(rssBytes(gw.pid) / 2 ** 20),
@@ -473,13 +513,12 @@ async function main(): Promise<void> {
       gateways.length = 0;
     }
     results.mixedTransforms = mixed;
+    save(results);
   } finally {
     await cleanup();
   }
-  mkdirSync("bench/results", { recursive: true });
-  const out = QUICK ? join(tmpdir(), "edgeway-images-quick.json") : "bench/results/images.json";
-  writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
-  log(`wrote ${out}`);
+  save(results);
+  log(`wrote ${OUT}`);
 }
 
 if (process.argv[1]?.endsWith("run.ts")) await main();
