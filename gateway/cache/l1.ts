@@ -110,8 +110,8 @@ export class L1Cache {
 }
 
 /**
- * A URL selector matches "host/path?q" keys. Values without a host ("/path") match on any host; an exact
- * URL selector also matches every query variant when it has no query itself? No: exact means exact.
+ * Does a stored URL ("host/path?query") match a purge selector? Selector values starting with "/" match
+ * on any host; exact means path and (sorted) query both equal.
  */
 export function urlMatches(url: string, sel: PurgeSelector): boolean {
   const v = sel.value;
