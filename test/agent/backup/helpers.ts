@@ -8,6 +8,7 @@ import { type BackupConfig, backupConfigSchema } from "../../../agent/backup/con
 import { createBackupEnv } from "../../../agent/backup/env.ts";
 import type { BackupStorage } from "../../../agent/backup/storage/types.ts";
 import type { BackupEnv } from "../../../agent/backup/writer.ts";
+import type { JobContext } from "../../../agent/scheduler/job.ts";
 
 const require = createRequire(import.meta.url);
 
@@ -109,4 +110,17 @@ export async function metricValue(
   const data = await metric.get();
   const v = data.values.find((x) => Object.entries(labels).every(([k, val]) => x.labels[k] === val));
   return v?.value;
+}
+
+/** A JobContext for calling a job's run() directly, as the scheduler would for a manual run. */
+export function jobContext(args: Record<string, string> = {}): JobContext {
+  const logger = pino({ level: "silent" });
+  return {
+    signal: new AbortController().signal,
+    logger,
+    span: { end() {} } as never,
+    telemetry: { logger } as never,
+    manual: true,
+    args,
+  };
 }
