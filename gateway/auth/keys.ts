@@ -88,7 +88,9 @@ export class KeySource {
     }
     this.pending = this.load()
       .then((loaded) => {
-        this.current = loaded;
+        // An unchanged set keeps its resolver, so its keys stay imported (once, not once per refresh).
+        if (!this.current || JSON.stringify(this.current.jwks) !== JSON.stringify(loaded.jwks))
+          this.current = loaded;
         this.stats.loads++;
         this.stats.lastLoadedAt = Date.now();
         return true;

@@ -100,6 +100,19 @@ export function checkParsed(
     throw new TokenRejected("malformed", "header repeats a member name");
   if (hasDuplicateMembers(texts.payloadText, payload))
     throw new TokenRejected("malformed", "payload repeats a member name");
+  // JSON.parse makes "__proto__" an own member; copied later with Object.assign it would set a prototype.
+  if (texts.payloadText.includes("__proto__") || texts.payloadText.includes("\\u")) {
+    if (hasProtoMember(payload)) throw new TokenRejected("malformed", "payload has a __proto__ member");
+  }
+}
+
+function hasProtoMember(v: unknown): boolean {
+  if (typeof v !== "object" || v === null) return false;
+  if (Array.isArray(v)) return v.some(hasProtoMember);
+  for (const k of Object.keys(v)) {
+    if (k === "__proto__" || hasProtoMember((v as Record<string, unknown>)[k])) return true;
+  }
+  return false;
 }
 
 function decodeUtf8(bytes: Buffer, what: string): string {
