@@ -8,7 +8,53 @@ const regionSchema = z.strictObject({
   postgres: z.string().min(1).optional(),
   /** The gateway upstreams of this region (for the topology and DNS intent). */
   upstreams: z.array(z.string().min(1)).default([]),
+  /** Public addresses of the region's gateways, for the DNS records (IPv4 and/or IPv6). */
+  addresses: z.array(z.union([z.ipv4(), z.ipv6()], { error: "expected an IP address" })).default([]),
+  /** What a DNS provider's health checker probes for this region (documented in the intent). */
+  healthCheck: z.url().optional(),
 });
+
+const dnsName = z
+  .string()
+  .regex(
+    /^([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)+[a-z]{2,63}\.?$/i,
+    "expected a DNS name like api.example.com",
+  );
+
+/** DNS published by the leader after each topology change (docs/multi-region.md). */
+const dnsSchema = z
+  .strictObject({
+    /** The switch: false keeps the config but publishes nothing. */
+    enabled: z.boolean().default(true),
+    ttl: duration({ min: 1000 }).prefault("30s"),
+    /** Failover name: the primary region's gateways. */
+    writeName: dnsName.optional(),
+    /** Latency or geolocation name: every healthy region's gateways. */
+    readName: dnsName.optional(),
+    readPolicy: z.enum(["latency", "geo"]).default("latency"),
+    countries: z.record(z.string().regex(/^[A-Za-z]{2}$/), z.string()).default({}),
+    defaultRegion: z.string().optional(),
+    /** Re-publish at least this often even without a change (repairs edits made behind our back). */
+    resync: duration({ min: 1000 }).prefault("5m"),
+    provider: z.strictObject({
+      rfc2136: z.strictObject({
+        server: z.string().min(1),
+        port: z.number().int().min(1).max(65535).default(53),
+        zone: dnsName,
+        key: z
+          .strictObject({
+            name: z.string().min(1),
+            algorithm: z
+              .enum(["hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha1"])
+              .default("hmac-sha256"),
+            secret: z.base64(),
+          })
+          .optional(),
+        timeout: duration({ min: 100 }).prefault("3s"),
+      }),
+    }),
+  })
+  .refine((d) => d.writeName || d.readName, "needs writeName or readName");
 
 /** The `failover:` section of the agent config. Absent: the module runs nothing. */
 export const failoverSectionSchema = z
@@ -39,6 +85,7 @@ export const failoverSectionSchema = z
     switchoverTimeout: duration({ min: 100 }).prefault("10s"),
     promoteTimeout: duration({ min: 100 }).prefault("10s"),
     probeTimeout: duration({ min: 50 }).prefault("1s"),
+    dns: dnsSchema.optional(),
     postgres: z
       .strictObject({
         /** The local PostgreSQL as a superuser; defaults to agent.postgres.url. */
@@ -77,6 +124,22 @@ export const failoverSectionSchema = z
         path: ["postgres", "dataDir"],
         message: "is required when postgres.manage is true",
       });
+    }
+    const dns = cfg.dns;
+    if (dns) {
+      for (const [key, region] of [
+        ...Object.entries(dns.countries).map(([c, r]) => [`countries.${c}`, r] as const),
+        ...(dns.defaultRegion ? [["defaultRegion", dns.defaultRegion] as const] : []),
+      ]) {
+        if (!names.includes(region))
+          ctx.addIssue({
+            code: "custom",
+            path: ["dns", ...key.split(".")],
+            message: `unknown region ${region}`,
+          });
+      }
+      if (!cfg.regions.some((r) => r.addresses.length > 0))
+        ctx.addIssue({ code: "custom", path: ["dns"], message: "no region lists addresses to publish" });
     }
     for (const problem of checkTimings(timingsOf(cfg)))
       ctx.addIssue({ code: "custom", path: ["ttl"], message: problem });

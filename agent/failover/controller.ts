@@ -9,6 +9,7 @@ import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { FailoverConfig } from "./config.ts";
 import { timingsOf } from "./config.ts";
+import { type DnsIntentConfig, dnsIntent, flattenIntent } from "./dns.ts";
 import {
   type Decision,
   decide,
@@ -34,6 +35,7 @@ import {
   startPostgres,
   unfencePostgres,
 } from "./postgres.ts";
+import { type DnsProvider, Rfc2136Provider } from "./rfc2136.ts";
 import { etcdMembersHealthy, FailoverStore } from "./store.ts";
 
 export interface ControllerDeps {
@@ -51,6 +53,7 @@ interface Metrics {
   isLeader: Gauge;
   regionHealthy: Gauge<"region">;
   etcdMembers: Gauge;
+  dnsPublished: Counter<"result">;
 }
 
 function metricsFor(registry: Registry): Metrics {
@@ -104,6 +107,16 @@ function metricsFor(registry: Registry): Metrics {
           registers: [registry],
         }),
     ),
+    dnsPublished: get(
+      "edgeway_failover_dns_publish_total",
+      () =>
+        new Counter({
+          name: "edgeway_failover_dns_publish_total",
+          help: "DNS publications by this agent as leader (result: ok or error)",
+          labelNames: ["result"],
+          registers: [registry],
+        }),
+    ),
   };
 }
 
@@ -117,6 +130,8 @@ export interface ControllerStatus {
   local: PgProbe;
   lastDecision: string | undefined;
   lastError: string | undefined;
+  /** The record sets last published to DNS by this agent (as leader), and when. */
+  dns: { published: string | undefined; at: number; error: string | undefined } | undefined;
 }
 
 export class FailoverController {
@@ -147,6 +162,11 @@ export class FailoverController {
   private again = false;
   private ticks = 0;
   private lastRejoinFailure = -Infinity;
+  private readonly dns: { provider: DnsProvider; intent: DnsIntentConfig; resyncMs: number } | undefined;
+  private dnsPublished: string | undefined;
+  private dnsPublishedAt = 0;
+  private dnsError: string | undefined;
+  private dnsBusy: Promise<void> | undefined;
 
   constructor(cfg: FailoverConfig, deps: ControllerDeps) {
     this.cfg = cfg;
@@ -161,6 +181,33 @@ export class FailoverController {
       prefix: cfg.etcd.prefix,
       requestTimeoutMs: cfg.etcd.requestTimeout,
     });
+    const d = cfg.dns;
+    if (d?.enabled) {
+      const p = d.provider.rfc2136;
+      this.dns = {
+        provider: new Rfc2136Provider({
+          server: p.server,
+          port: p.port,
+          zone: p.zone,
+          key: p.key,
+          timeoutMs: p.timeout,
+        }),
+        resyncMs: d.resync,
+        intent: {
+          ttlSeconds: Math.round(d.ttl / 1000),
+          writeName: d.writeName,
+          readName: d.readName,
+          readPolicy: d.readPolicy,
+          countries: d.countries,
+          defaultRegion: d.defaultRegion,
+          regions: cfg.regions.map((r) => ({
+            name: r.name,
+            addresses: r.addresses,
+            healthCheck: r.healthCheck,
+          })),
+        },
+      };
+    }
   }
 
   get regionNames(): string[] {
@@ -195,6 +242,7 @@ export class FailoverController {
     clearTimeout(this.loopTimer);
     clearInterval(this.fenceTimer);
     await this.ticking;
+    await this.dnsBusy;
     await this.watcher?.cancel().catch(() => {});
     // Leaving: a primary that stops publishing would be assumed fenced once its key expires, so it
     // fences now, before the lease goes away.
@@ -218,6 +266,7 @@ export class FailoverController {
       local: this.local,
       lastDecision: this.lastDecision,
       lastError: this.lastError,
+      dns: this.dns && { published: this.dnsPublished, at: this.dnsPublishedAt, error: this.dnsError },
     };
   }
 
@@ -390,7 +439,48 @@ export class FailoverController {
         await etcdMembersHealthy(this.cfg.etcd.endpoints, this.cfg.etcd.requestTimeout),
       );
     }
-    if (this.leader && etcdOk) await this.lead(healths, request, now);
+    if (this.leader && etcdOk) {
+      await this.lead(healths, request, now);
+      this.publishDns(healths, now);
+    }
+  }
+
+  /**
+   * The leader publishes DNS when what the topology and health call for differs from what it last
+   * published (or on resync). In the background: a slow DNS server must never delay keep-alives.
+   */
+  private publishDns(healths: Record<string, HealthReport>, now: number): void {
+    const dns = this.dns;
+    if (!dns || this.dnsBusy) return;
+    const detect = {
+      regions: this.regionNames,
+      windowMs: this.cfg.failureWindow,
+      staleMs: this.cfg.staleAfter,
+    };
+    const healthy = new Set(this.regionNames.filter((r) => !regionFailed(r, healths, detect, now)));
+    const intent = dnsIntent(this.topology, dns.intent, healthy);
+    if (!intent) return; // mid-transition: keep the previous records until the new primary is out
+    const sets = flattenIntent(intent, healthy);
+    const text = JSON.stringify(sets);
+    if (text === this.dnsPublished && now - this.dnsPublishedAt < dns.resyncMs) return;
+    const epoch = this.revision;
+    this.dnsBusy = dns.provider
+      .publish(sets)
+      .then(() => {
+        this.dnsPublished = text;
+        this.dnsPublishedAt = Date.now();
+        this.dnsError = undefined;
+        this.metrics.dnsPublished.inc({ result: "ok" });
+        this.deps.logger.info({ epoch, sets }, "failover: DNS published");
+      })
+      .catch((err: Error) => {
+        this.dnsError = err.message;
+        this.metrics.dnsPublished.inc({ result: "error" });
+        this.deps.logger.warn({ err: err.message, epoch }, "failover: DNS publication failed; retrying");
+      })
+      .finally(() => {
+        this.dnsBusy = undefined;
+      });
   }
 
   private localInput() {

@@ -148,8 +148,9 @@ export async function stopPostgres(opts: PgControlOptions, timeoutMs: number): P
     ["stop", "-D", opts.dataDir, "-m", "fast", "-w", "-t", String(Math.ceil(timeoutMs / 1000))],
     timeoutMs + 5000,
   ).catch((err: Error) => {
-    // Not running is fine: a crashed server is rewound from its data directory as it is.
-    if (!/not running|No such file|does not exist/i.test(err.message)) throw err;
+    // Not running (or killed, leaving a stale postmaster.pid) is fine: a crashed server is rewound
+    // from its data directory as it is (pg_rewind runs its crash recovery first).
+    if (!/not running|No such file|does not exist|No such process/i.test(err.message)) throw err;
   });
 }
 

@@ -3,11 +3,14 @@
  * (region A) with a streaming standby (region B), and one failover controller per region (C has no
  * database and only votes).
  */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { type FailoverConfig, failoverSectionSchema } from "../../../agent/failover/config.ts";
 import { FailoverController } from "../../../agent/failover/controller.ts";
+import type { TsigKey } from "../../../agent/failover/dns.ts";
 import type { Topology } from "../../../agent/failover/policy.ts";
 import { probePostgres } from "../../../agent/failover/postgres.ts";
 import { type EtcdCluster, startEtcdCluster } from "../../helpers/etcd-cluster.ts";
@@ -55,9 +58,27 @@ const quiet = () =>
     }),
   );
 
-export async function startWorld(
-  opts: { sync?: boolean; timings?: Record<string, string> } = {},
-): Promise<World> {
+/** Each region's gateway address in the DNS records the leader publishes (documentation range). */
+export const ADDRESSES: Record<string, string> = {
+  "us-east-1": "192.0.2.1",
+  "eu-west-1": "192.0.2.2",
+  "ap-southeast-1": "192.0.2.3",
+};
+
+/** kill -9 of a cluster's postmaster (no shutdown checkpoint, no goodbye to its standbys). */
+export function killPostgres(cluster: PgCluster): void {
+  const pid = Number(readFileSync(join(cluster.dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+  process.kill(pid, "SIGKILL");
+}
+
+export interface WorldOptions {
+  sync?: boolean;
+  timings?: Record<string, string>;
+  /** Publish DNS (write name `write.<zone>`, read name `api.<zone>`) to this RFC 2136 server. */
+  dns?: { port: number; zone: string; key: TsigKey };
+}
+
+export async function startWorld(opts: WorldOptions = {}): Promise<World> {
   const etcd = await startEtcdCluster();
   const settings = { wal_log_hints: "on", full_page_writes: "on", wal_keep_size: "64MB" };
   const a = await startCluster({ settings, preload: [] });
@@ -75,7 +96,26 @@ export async function startWorld(
         name: r,
         ...(pg[r] ? { postgres: pg[r]!.url } : {}),
         upstreams: [`http://${r}.invalid`],
+        addresses: [ADDRESSES[r]],
       })),
+      ...(opts.dns
+        ? {
+            dns: {
+              ttl: "5s",
+              writeName: `write.${opts.dns.zone}`,
+              readName: `api.${opts.dns.zone}`,
+              provider: {
+                rfc2136: {
+                  server: "127.0.0.1",
+                  port: opts.dns.port,
+                  zone: opts.dns.zone,
+                  key: opts.dns.key,
+                  timeout: "2s",
+                },
+              },
+            },
+          }
+        : {}),
       initialPrimary: REGIONS[0],
       ...FAST_TIMINGS,
       ...opts.timings,

@@ -516,7 +516,7 @@ t.test("property: safety of every leader decision", async () => {
         // or by calling off a switchover (the old primary itself).
         if (next.state === "stable" && d.step === "complete") {
           const h = healths[next.primary!];
-          if (!h || h.role !== "primary" || h.epoch < topology.epoch) return false;
+          if (h?.role !== "primary" || h.epoch < topology.epoch) return false;
         }
         if (d.step === "demote" && topology.state === "stable") {
           // Automatic failover only for a primary failed by majority and outside the anti-flap interval.
