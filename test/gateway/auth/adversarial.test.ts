@@ -465,7 +465,7 @@ t.test("rotation: reuse inside the grace window passes, after it revokes the fam
   t.equal(a.status, 200, "first use");
   t.equal(b.status, 200, "concurrent retry inside the grace window");
   await Promise.all([a.text(), b.text()]);
-  await new Promise((r) => setTimeout(r, 400));
+  await new Promise((r) => setTimeout(r, 1100));
   const replay = await h.refresh(form({ grant_type: "refresh_token", refresh_token: first }));
   t.equal(replay.status, 400);
   await replay.text();
@@ -484,7 +484,7 @@ t.test("rotation: reuse inside the grace window passes, after it revokes the fam
   const one = await mint("refresh", { claims: { jti }, alg: "ES256" });
   const two = await mint("refresh", { claims: { jti }, alg: "RS256" });
   t.equal((await h.refresh(form({ grant_type: "refresh_token", refresh_token: one }))).status, 200);
-  await new Promise((r) => setTimeout(r, 400));
+  await new Promise((r) => setTimeout(r, 1100));
   const again = await h.refresh(form({ grant_type: "refresh_token", refresh_token: two }));
   t.equal(again.status, 400);
   await again.text();

@@ -38,7 +38,7 @@ export function authSection(over: Record<string, unknown> = {}): Record<string, 
     audience: AUDIENCE,
     jwks: { file: JWKS_FILE },
     clockTolerance: "30s",
-    refreshTokens: { maxLifetime: "30d", reuseGrace: "300ms" },
+    refreshTokens: { maxLifetime: "30d", reuseGrace: "1s" },
     accessTokens: { maxLifetime: "1h" },
     ...over,
   };
