@@ -56,6 +56,16 @@ export async function putText(
   await storage.put(key, Readable.from([Buffer.from(text)]), { retainUntil });
 }
 
+const MANIFEST_READS = 8;
+
+async function forEachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
 /** Lists committed backups (newest first), debris and unreadable manifests of the given sets. */
 export async function readCatalog(storage: BackupStorage, sets: BackupSetName[] = SETS): Promise<Catalog> {
   const entries: CatalogEntry[] = [];
@@ -72,11 +82,13 @@ export async function readCatalog(storage: BackupStorage, sets: BackupSetName[] 
       g.modified = Math.max(g.modified, obj.modified);
       groups.set(id, g);
     }
+    const committed: [string, { keys: string[] }][] = [];
     for (const [id, g] of groups) {
-      if (!g.keys.includes(MANIFEST)) {
-        debris.push({ set, id, keys: g.keys, modified: g.modified });
-        continue;
-      }
+      if (g.keys.includes(MANIFEST)) committed.push([id, g]);
+      else debris.push({ set, id, keys: g.keys, modified: g.modified });
+    }
+    // Manifests are small objects: read several at once (thousands of WAL segments on S3 add up).
+    await forEachLimit(committed, MANIFEST_READS, async ([id, g]) => {
       try {
         const manifest = manifestSchema.parse(
           JSON.parse(await readText(storage, `${set}/${id}/${MANIFEST}`)),
@@ -90,9 +102,16 @@ export async function readCatalog(storage: BackupStorage, sets: BackupSetName[] 
       } catch (err) {
         invalid.push({ set, id, error: (err as Error).message });
       }
-    }
+    });
   }
-  entries.sort((a, b) => (a.manifest.createdAt < b.manifest.createdAt ? 1 : -1));
+  entries.sort(
+    (a, b) =>
+      (a.manifest.createdAt < b.manifest.createdAt
+        ? 1
+        : a.manifest.createdAt > b.manifest.createdAt
+          ? -1
+          : 0) || (a.manifest.id < b.manifest.id ? 1 : -1),
+  );
   return { entries, debris, invalid };
 }
 
