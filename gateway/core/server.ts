@@ -15,7 +15,7 @@ import type { Logger } from "pino";
 import { ConfigError } from "../../lib/config/index.ts";
 import { type Telemetry, traceContextPropagator } from "../../lib/telemetry/index.ts";
 import { GatewayMetrics } from "../telemetry/metrics.ts";
-import { redactTarget } from "../telemetry/redact.ts";
+import { redactTarget, screenLogFields } from "../telemetry/redact.ts";
 import { type LoadedConfig, loadGatewayConfig } from "./config.ts";
 import { ClientExchange } from "./exchange.ts";
 import { addForwardingHeaders, clientAddress, requestIdFor, withoutHopByHop } from "./headers.ts";
@@ -62,6 +62,8 @@ export class GatewayServer {
   private reloading: Promise<boolean> | undefined;
   private readonly sockets = new Set<Socket>();
   private readonly accessLog: boolean;
+  /** Access lines skip the logger's redaction pass: their fields are fixed here and screened. */
+  private readonly accessLogger: Logger;
   private readonly via: string;
   private initial: LoadedConfig;
   private readonly watchConfig: boolean;
@@ -72,6 +74,7 @@ export class GatewayServer {
     this.metrics = new GatewayMetrics(opts.telemetry.registry, opts.config.core.telemetry.metrics.enabled);
     this.serveAdmin = opts.serveAdmin ?? true;
     this.accessLog = opts.config.core.telemetry.logs.access;
+    this.accessLogger = opts.telemetry.accessLogger ?? opts.telemetry.logger;
     this.via = `1.1 ${opts.config.core.server.name}`;
     this.initial = opts.config;
     this.watchConfig = opts.watchConfig ?? false;
@@ -193,7 +196,7 @@ export class GatewayServer {
       }
       span.end();
       if (this.accessLog) {
-        this.logger.info(
+        this.accessLogger.info(
           {
             type: "access",
             request_id: requestId,
@@ -208,7 +211,7 @@ export class GatewayServer {
             bytes_in: Number(req.headers["content-length"]) || 0,
             bytes_out: socket.bytesWritten - writtenBefore,
             client: clientIp,
-            ...ex?.logFields,
+            ...(ex && screenLogFields(ex.logFields)),
           },
           "request",
         );

@@ -13,3 +13,21 @@ export function redactTarget(target: string): string {
   if (target.indexOf("?") === -1) return target;
   return target.replace(SECRET_PARAM, "$1[redacted]");
 }
+
+/** Field names never written as they are, whatever a filter puts in `ex.logFields`. */
+const SECRET_FIELD = /token|secret|password|passwd|authorization|cookie|api[_-]?key|credential|signature/i;
+
+/**
+ * Fields a filter added to the access log line, screened: a value under a credential-like name is
+ * replaced. Returns the same object when nothing matches (the usual case: no copy).
+ */
+export function screenLogFields(fields: Record<string, unknown>): Record<string, unknown> {
+  let out: Record<string, unknown> | undefined;
+  for (const k in fields) {
+    if (SECRET_FIELD.test(k)) {
+      out ??= { ...fields };
+      out[k] = "[redacted]";
+    }
+  }
+  return out ?? fields;
+}

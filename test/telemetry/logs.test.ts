@@ -1,6 +1,7 @@
 import { writeFileSync } from "node:fs";
 import t from "tap";
 import { stringify } from "yaml";
+import { redactTarget, screenLogFields } from "../../gateway/telemetry/redact.ts";
 import { createLogger } from "../../lib/telemetry/index.ts";
 import { LogCapture, serviceAt, startGateway, startUpstream } from "../helpers/gateway.ts";
 import { startOtlpReceiver } from "./otlp.ts";
@@ -178,3 +179,33 @@ t.test(
     );
   },
 );
+
+t.test("redactTarget: credential-like query values go, the rest stays", async (t) => {
+  const cases: [string, string][] = [
+    ["/a/b", "/a/b"],
+    ["/a?page=2&sort=asc", "/a?page=2&sort=asc"],
+    ["/cb?code=abc123&state=xyz", "/cb?code=[redacted]&state=xyz"],
+    ["/x?access_token=t1&id_token=t2", "/x?access_token=[redacted]&id_token=[redacted]"],
+    ["/x?API_KEY=k&apikey=k2&api-key=k3", "/x?API_KEY=[redacted]&apikey=[redacted]&api-key=[redacted]"],
+    ["/s3?X-Amz-Signature=abc&X-Amz-Date=1", "/s3?X-Amz-Signature=[redacted]&X-Amz-Date=1"],
+    ["/x?password=p&user=u", "/x?password=[redacted]&user=u"],
+    ["/x?sessionid=s;token=t", "/x?sessionid=[redacted];token=[redacted]"],
+    ["/x?token=", "/x?token=[redacted]"],
+    ["/x?tokenless", "/x?tokenless"],
+  ];
+  for (const [input, want] of cases) t.equal(redactTarget(input), want, input);
+  const plain = "/no/query";
+  t.equal(redactTarget(plain), plain);
+});
+
+t.test("screenLogFields: a filter's credential-like field is replaced, others pass uncopied", async (t) => {
+  const ok = { cache: "hit", auth: "ok", auth_sub: "user-1" };
+  t.equal(screenLogFields(ok), ok, "same object when nothing matches");
+  const bad = { cache: "hit", refresh_token: "SECRET", upstreamAuthorization: "Bearer x" };
+  t.same(screenLogFields(bad), {
+    cache: "hit",
+    refresh_token: "[redacted]",
+    upstreamAuthorization: "[redacted]",
+  });
+  t.equal(bad.refresh_token, "SECRET", "the exchange's own object is not modified");
+});
