@@ -107,6 +107,13 @@ t.test("spans, attributes and parent/child links: client → gateway → upstrea
   );
   t.equal(seen.tracestate, "vendor=abc,other=1", "tracestate passed on");
 
+  // A tracestate without a (valid) traceparent is not passed on with the gateway's new traceparent.
+  const lone = await fetch(`${gw.url}/orders/43`, { headers: { tracestate: "orphan=1" } });
+  await lone.text();
+  const loneSeen = orders.received.at(-1)!;
+  t.match(loneSeen.traceparent, /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+  t.equal(loneSeen.tracestate, undefined, "an orphan tracestate is dropped");
+
   t.match(gwServer.resource, {
     "service.name": "edgeway-gateway",
     "service.version": String,

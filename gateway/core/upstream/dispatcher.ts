@@ -93,6 +93,8 @@ const headerSetter = {
 
 /** Writes W3C traceparent/tracestate for `ctx` (replacing the client's) into the upstream headers. */
 function injectTrace(ctx: Context, headers: Record<string, string | string[] | undefined>): void {
+  // A client tracestate belongs to the client's traceparent: the propagator writes the context's own.
+  if (headers.tracestate !== undefined) delete headers.tracestate;
   traceContextPropagator.inject(ctx, headers, headerSetter);
 }
 
