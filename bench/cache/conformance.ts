@@ -83,7 +83,11 @@ for (const p of [originPort, gatewayPort, adminPort]) {
   }
 }
 
-start(node, ["test-engine/server/server.mjs"], ctDir, {
+// The suite's server listens on every interface; this preload pins its `listen(port)` to loopback.
+const LOOPBACK_ONLY = `data:text/javascript,${encodeURIComponent(
+  'import http from "node:http"; const l = http.Server.prototype.listen; http.Server.prototype.listen = function (...a) { return typeof a[0] === "number" || typeof a[0] === "string" ? l.call(this, Number(a[0]), "127.0.0.1", ...a.slice(1)) : l.apply(this, a); };',
+)}`;
+start(node, ["--import", LOOPBACK_ONLY, "test-engine/server/server.mjs"], ctDir, {
   npm_config_port: String(originPort),
   npm_package_config_port: String(originPort),
   npm_config_protocol: "http",

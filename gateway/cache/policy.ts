@@ -67,9 +67,24 @@ function splitList(text: string): string[] {
  * Parses Cache-Control (or Pragma) into lower-case directive names. Duplicates keep the first value,
  * except that a malformed duplicate makes the directive invalid (handled by `deltaSeconds`).
  */
+/** Parsed header values repeat (every hit re-reads its stored headers): small memo tables, cleared when full. */
+const MEMO_LIMIT = 4096;
+const ccMemo = new Map<string, Directives>();
+const dateMemo = new Map<string, number | undefined>();
+const EMPTY: Directives = new Map();
+
 export function parseCacheControl(value: string | undefined): Directives {
+  if (!value) return EMPTY;
+  const hit = ccMemo.get(value);
+  if (hit) return hit;
+  const out = parseCacheControlText(value);
+  if (ccMemo.size >= MEMO_LIMIT) ccMemo.clear();
+  ccMemo.set(value, out);
+  return out;
+}
+
+function parseCacheControlText(value: string): Directives {
   const out: Directives = new Map();
-  if (!value) return out;
   for (const part of splitList(value)) {
     const eq = part.indexOf("=");
     const name = (eq === -1 ? part : part.slice(0, eq)).trim().toLowerCase();
@@ -140,8 +155,19 @@ const ASCTIME = /^(?:mon|tue|wed|thu|fri|sat|sun) ([a-z]{3}) ( \d|\d{2}) (\d{2})
  * (other zones, missing comma, extra spaces, one-digit hours) is invalid: undefined. Names are
  * matched case-insensitively, as deployed caches do.
  */
-export function parseHttpDate(v: string | undefined, now = Date.now()): number | undefined {
+export function parseHttpDate(v: string | undefined, now?: number): number | undefined {
   if (!v) return undefined;
+  // rfc850's two-digit year depends on the current date: only the other forms are memoised.
+  if (dateMemo.has(v)) return dateMemo.get(v);
+  const t = parseHttpDateText(v, now ?? Date.now());
+  if (!v.includes("-")) {
+    if (dateMemo.size >= MEMO_LIMIT) dateMemo.clear();
+    dateMemo.set(v, t);
+  }
+  return t;
+}
+
+function parseHttpDateText(v: string, now: number): number | undefined {
   const s = v.trim().toLowerCase();
   // Fields as [day, month, year, hour, minute, second].
   let f: [string, string, number, string, string, string];
