@@ -144,7 +144,7 @@ t.test(
       services: {
         s: {
           endpoints: { local: [{ url: good.url }, { url: bad.url }] },
-          outlierDetection: { consecutiveFailures: 3, baseEjection: "400ms", maxEjection: "2s" },
+          outlierDetection: { consecutiveFailures: 3, baseEjection: "3s", maxEjection: "3s" },
         },
       },
       routes: [{ match: { path: "/" }, service: "s", retries: { attempts: 0 } }],
@@ -161,7 +161,7 @@ t.test(
       metrics,
       new RegExp(`edgeway_endpoint_ejections_total\\{service="s",endpoint="${bad.url}",region="local"\\} 1`),
     );
-    await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, 3100));
     for (let i = 0; i < 6; i++) await (await fetch(`${gw.url}/x`)).text();
     t.ok(bad.requests.length > 3, "back in rotation after the ejection");
   },
