@@ -199,16 +199,26 @@ t.test(
     });
     t.equal((await fetch(`${gw.url}/a`)).status, 200);
     healthy = false;
-    await new Promise((r) => setTimeout(r, 450));
-    const down = await fetch(`${gw.url}/a`);
+    // Two failed probes 100 ms apart mark it down; poll rather than sleep, so a loaded machine cannot flake it.
+    let down = await fetch(`${gw.url}/a`);
+    for (let i = 0; i < 50 && down.status !== 503; i++) {
+      await down.arrayBuffer();
+      await new Promise((r) => setTimeout(r, 100));
+      down = await fetch(`${gw.url}/a`);
+    }
     t.equal(down.status, 503);
     t.equal(down.headers.get("retry-after"), "5");
     t.match(((await down.json()) as { type: string }).type, /no_healthy_upstream/);
     const m = await (await fetch(`${gw.adminUrl}/metrics`)).text();
     t.match(m, /edgeway_endpoint_healthy\{[^}]*\} 0/);
     healthy = true;
-    await new Promise((r) => setTimeout(r, 450));
-    t.equal((await fetch(`${gw.url}/a`)).status, 200, "healthy again");
+    let back = await fetch(`${gw.url}/a`);
+    for (let i = 0; i < 50 && back.status !== 200; i++) {
+      await back.arrayBuffer();
+      await new Promise((r) => setTimeout(r, 100));
+      back = await fetch(`${gw.url}/a`);
+    }
+    t.equal(back.status, 200, "healthy again");
   },
 );
 
