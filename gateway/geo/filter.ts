@@ -39,7 +39,9 @@ export const geoGlobalSchema = z.strictObject({
     z.strictObject({ file: z.string().min(1), refresh: duration({ min: 50 }).prefault("500ms") }),
   ]),
   /** Writes are refused when the topology could not be confirmed for longer than this. */
-  staleAfter: duration().prefault("10s"),
+  // Keep it at most the agents' ttl - fenceMargin (3.5 s by default): a gateway cut off together with the
+  // old primary then stops sending it writes no later than that primary fences itself.
+  staleAfter: duration().prefault("3s"),
   /** While a failover/switchover is in progress, writes wait this long for the new primary. */
   writeHold: duration().prefault("5s"),
 });

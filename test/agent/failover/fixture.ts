@@ -13,6 +13,7 @@ import { FailoverController } from "../../../agent/failover/controller.ts";
 import type { TsigKey } from "../../../agent/failover/dns.ts";
 import type { Topology } from "../../../agent/failover/policy.ts";
 import { probePostgres } from "../../../agent/failover/postgres.ts";
+import { FailoverStore } from "../../../agent/failover/store.ts";
 import { type EtcdCluster, startEtcdCluster } from "../../helpers/etcd-cluster.ts";
 import { type PgCluster, startCluster, startStandby } from "../../helpers/pg-cluster.ts";
 
@@ -38,6 +39,10 @@ export interface World {
   pg: Record<string, PgCluster>;
   controllers: Record<string, FailoverController>;
   configFor(region: string): FailoverConfig;
+  /** The raw (unparsed) failover section of a region's agent, e.g. for an agent in another process. */
+  configInputFor(region: string): Record<string, unknown>;
+  /** A store client of its own (operator requests, reads). */
+  store: FailoverStore;
   /** Restarts a region's controller (after a stop). */
   restart(region: string): Promise<void>;
   topology(): Promise<Topology | undefined>;
@@ -76,6 +81,10 @@ export interface WorldOptions {
   timings?: Record<string, string>;
   /** Publish DNS (write name `write.<zone>`, read name `api.<zone>`) to this RFC 2136 server. */
   dns?: { port: number; zone: string; key: TsigKey };
+  /** How the other agents reach a region's PostgreSQL (default: directly), e.g. through a flaky proxy. */
+  peerUrls?: Record<string, string>;
+  /** false: start no in-process controllers (the bench runs each agent as its own process). */
+  agents?: boolean;
 }
 
 export async function startWorld(opts: WorldOptions = {}): Promise<World> {
@@ -88,13 +97,13 @@ export async function startWorld(opts: WorldOptions = {}): Promise<World> {
     await a.query("select pg_reload_conf()");
   }
   const pg: Record<string, PgCluster> = { [REGIONS[0]]: a, [REGIONS[1]]: b };
-  const configFor = (region: string): FailoverConfig => {
+  const configInputFor = (region: string): Record<string, unknown> => {
     const cluster = pg[region];
-    return failoverSectionSchema.parse({
+    return {
       etcd: { endpoints: etcd.endpoints, prefix: "/edgeway/failover/", requestTimeout: "300ms" },
       regions: REGIONS.map((r) => ({
         name: r,
-        ...(pg[r] ? { postgres: pg[r]!.url } : {}),
+        ...(pg[r] ? { postgres: opts.peerUrls?.[r] ?? pg[r]!.url } : {}),
         upstreams: [`http://${r}.invalid`],
         addresses: [ADDRESSES[r]],
       })),
@@ -125,11 +134,12 @@ export async function startWorld(opts: WorldOptions = {}): Promise<World> {
             manage: true,
             dataDir: cluster.dataDir,
             logFile: cluster.logFile,
-            runAs: process.getuid?.() === 0 ? "postgres" : undefined,
+            ...(process.getuid?.() === 0 ? { runAs: "postgres" } : {}),
           }
         : {},
-    });
+    };
   };
+  const configFor = (region: string): FailoverConfig => failoverSectionSchema.parse(configInputFor(region));
   const make = (region: string) =>
     new FailoverController(configFor(region), {
       region,
@@ -139,13 +149,19 @@ export async function startWorld(opts: WorldOptions = {}): Promise<World> {
       registry: new Registry(),
     });
   const controllers: Record<string, FailoverController> = {};
-  for (const r of REGIONS) controllers[r] = make(r);
-  const reader = controllers[REGIONS[2]]!.store;
+  if (opts.agents !== false) for (const r of REGIONS) controllers[r] = make(r);
+  const reader = new FailoverStore({
+    endpoints: etcd.endpoints,
+    prefix: "/edgeway/failover/",
+    requestTimeoutMs: 1000,
+  });
   const world: World = {
     etcd,
     pg,
     controllers,
     configFor,
+    configInputFor,
+    store: reader,
     async restart(region) {
       controllers[region] = make(region);
       await controllers[region]!.start();
@@ -180,6 +196,7 @@ export async function startWorld(opts: WorldOptions = {}): Promise<World> {
     async stop() {
       await Promise.all(Object.values(controllers).map((c) => c.stop().catch(() => {})));
       await Promise.all(Object.values(pg).map((c) => c.destroy()));
+      reader.close();
       await etcd.stop();
     },
   };
