@@ -207,7 +207,8 @@ async function main(): Promise<void> {
             script: CASES[c]!.script,
           });
           const cpu1 = target.proc ? cpuSeconds(target.proc.pid!) : 0;
-          (samples[c]![target.name] ??= []).push({
+          samples[c]![target.name] ??= [];
+          samples[c]![target.name]!.push({
             rps: r.rps,
             p50: r.p50Ms,
             p99: r.p99Ms,

@@ -81,7 +81,7 @@ export async function startGateway(
   config: Record<string, unknown>,
   opts: { watch?: boolean } = {},
 ): Promise<TestGateway> {
-  const cfg = structuredClone(config) as Record<string, any>;
+  const cfg = structuredClone(config) as Record<string, Record<string, unknown> | undefined>;
   cfg.server = { listen: { host: "127.0.0.1", port: 0 }, drainTimeout: "2s", ...cfg.server };
   cfg.admin = { listen: { host: "127.0.0.1", port: 0 }, ...cfg.admin };
   cfg.telemetry = { logs: { level: "warn", access: true }, ...cfg.telemetry };
