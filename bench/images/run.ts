@@ -25,6 +25,8 @@ const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`
 /** Mixed transforms per allocator, and a time cap per allocator run (a busy machine must still finish). */
 const MIXED = Number(arg("mixed") ?? (QUICK ? 300 : 10_000));
 const MIXED_SECONDS = Number(arg("mixed-seconds") ?? (QUICK ? 60 : 900));
+/** --skip=encoders,egress keeps those sections from the previous results file (re-running the rest). */
+const SKIP = new Set((arg("skip") ?? "").split(",").filter(Boolean));
 const OUT = QUICK ? join(tmpdir(), "edgeway-images-quick.json") : "bench/results/images.json";
 const JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
 /** Peak RSS budget for 50 concurrent cold 4K transforms (the configured concurrency keeps it here). */
@@ -140,9 +142,16 @@ async function fetchBytes(
   url: string,
   accept: string,
 ): Promise<{ bytes: number; type: string; status: number }> {
-  const r = await fetch(url, { headers: { accept } });
-  const b = await r.arrayBuffer();
-  return { bytes: b.byteLength, type: r.headers.get("content-type") ?? "", status: r.status };
+  // One retry: a pooled keep-alive connection may be closed by the server just as it is reused.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const r = await fetch(url, { headers: { accept } });
+      const b = await r.arrayBuffer();
+      return { bytes: b.byteLength, type: r.headers.get("content-type") ?? "", status: r.status };
+    } catch (err) {
+      if (attempt >= 1) throw err;
+    }
+  }
 }
 
 /** Runs `fn` over `items` with `n` in flight; returns elapsed seconds. */
@@ -183,7 +192,13 @@ async function main(): Promise<void> {
   }
   const photos = ensureCorpus();
   const work = mkdtempSync(join(tmpdir(), "edgeway-bench-img-"));
+  const previous = (SKIP.size && existsSync(OUT) ? JSON.parse(readFileSync(OUT, "utf8")) : {}) as Record<
+    string,
+    unknown
+  >;
   const results: Record<string, unknown> = {
+    encoders: previous.encoders,
+    egress: previous.egress,
     date: new Date().toISOString(),
     machine: {
       cpus: (await import("node:os")).availableParallelism(),
@@ -205,87 +220,94 @@ async function main(): Promise<void> {
     rmSync(work, { recursive: true, force: true });
   };
   try {
-    // 1. Encoder sweep.
-    log("encoder sweep at 1170 px");
-    results.encoders = await encoderSweep(QUICK ? photos.slice(0, 2) : photos.slice(0, 5));
-    save(results);
-
-    // 2. Egress for the device and browser mix.
-    log("egress for the device mix");
-    const srcDir = join(work, "src");
-    mkdirSync(srcDir);
-    for (const p of photos) writeFileSync(join(srcDir, basename(p)), readFileSync(p));
-    const egressGw = await spawnGateway(work, {
-      images: { cache: { dir: join(work, "cache-egress") } },
-      dir: srcDir,
-    });
-    gateways.push(egressGw);
-    let served = 0;
-    let originals = 0;
-    let jpeg80 = 0;
-    const perDevice: Record<string, { served: number; originals: number; jpeg80: number }> = {};
-    const perFormat: Record<string, number> = {};
-    for (const p of photos) {
-      const name = basename(p);
-      const original = statSync(p).size;
-      const srcW = (await sharp(p).metadata()).autoOrient?.width ?? 0;
-      for (const d of DEVICES) {
-        const w = snap(d.cssWidth * d.dpr);
-        const outW = Math.min(w, srcW);
-        const j80 = (await sharp(p).autoOrient().resize({ width: outW }).jpeg({ quality: 80 }).toBuffer())
-          .length;
-        for (const b of BROWSERS) {
-          const share = (d.share * b.share) / photos.length;
-          const r = await fetchBytes(`${egressGw.url}/img/${encodeURIComponent(name)}?w=${w}`, b.accept);
-          if (r.status !== 200) throw new Error(`egress request failed: ${r.status}`);
-          served += share * r.bytes;
-          originals += share * original;
-          jpeg80 += share * j80;
-          perDevice[d.name] ??= { served: 0, originals: 0, jpeg80: 0 };
-          const pd = perDevice[d.name]!;
-          pd.served += (b.share / photos.length) * r.bytes;
-          pd.originals += (b.share / photos.length) * original;
-          pd.jpeg80 += (b.share / photos.length) * j80;
-          perFormat[r.type] = (perFormat[r.type] ?? 0) + share;
+    if (!SKIP.has("encoders")) {
+      // 1. Encoder sweep.
+      log("encoder sweep at 1170 px");
+      results.encoders = await encoderSweep(QUICK ? photos.slice(0, 2) : photos.slice(0, 5));
+      save(results);
+    }
+    if (!SKIP.has("egress")) {
+      // 2. Egress for the device and browser mix.
+      log("egress for the device mix");
+      const srcDir = join(work, "src");
+      mkdirSync(srcDir);
+      for (const p of photos) writeFileSync(join(srcDir, basename(p)), readFileSync(p));
+      const egressGw = await spawnGateway(work, {
+        images: { cache: { dir: join(work, "cache-egress") } },
+        dir: srcDir,
+      });
+      gateways.push(egressGw);
+      let served = 0;
+      let originals = 0;
+      let jpeg80 = 0;
+      const perDevice: Record<string, { served: number; originals: number; jpeg80: number }> = {};
+      const perFormat: Record<string, number> = {};
+      for (const p of photos) {
+        const name = basename(p);
+        const original = statSync(p).size;
+        const srcW = (await sharp(p).metadata()).autoOrient?.width ?? 0;
+        for (const d of DEVICES) {
+          const w = snap(d.cssWidth * d.dpr);
+          const outW = Math.min(w, srcW);
+          const j80 = (await sharp(p).autoOrient().resize({ width: outW }).jpeg({ quality: 80 }).toBuffer())
+            .length;
+          for (const b of BROWSERS) {
+            const share = (d.share * b.share) / photos.length;
+            const r = await fetchBytes(`${egressGw.url}/img/${encodeURIComponent(name)}?w=${w}`, b.accept);
+            if (r.status !== 200) throw new Error(`egress request failed: ${r.status}`);
+            served += share * r.bytes;
+            originals += share * original;
+            jpeg80 += share * j80;
+            perDevice[d.name] ??= { served: 0, originals: 0, jpeg80: 0 };
+            const pd = perDevice[d.name]!;
+            pd.served += (b.share / photos.length) * r.bytes;
+            pd.originals += (b.share / photos.length) * original;
+            pd.jpeg80 += (b.share / photos.length) * j80;
+            perFormat[r.type] = (perFormat[r.type] ?? 0) + share;
+          }
         }
       }
+      const vsOriginals = 1 - served / originals;
+      const vsJpeg80 = 1 - served / jpeg80;
+      const monthlyGb = MONTHLY_BILL_USD / USD_PER_GB;
+      results.egress = {
+        assumptions: {
+          devices: DEVICES,
+          browsers: BROWSERS.map(({ name, share }) => ({ name, share })),
+          layout: "each image shown at the full viewport width (the largest variant a page would ask for)",
+          usdPerGb: USD_PER_GB,
+          monthlyBillUsd: MONTHLY_BILL_USD,
+          monthlyEgressGb: Math.round(monthlyGb),
+          imagesShareOfEgress: 1,
+        },
+        meanBytesPerRequest: {
+          served: Math.round(served),
+          originals: Math.round(originals),
+          sameSizeJpegQ80: Math.round(jpeg80),
+        },
+        reductionVsOriginals: Math.round(vsOriginals * 1000) / 1000,
+        reductionVsSameSizeJpegQ80: Math.round(vsJpeg80 * 1000) / 1000,
+        formatsServed: perFormat,
+        perDevice: Object.fromEntries(
+          Object.entries(perDevice).map(([k, v]) => [
+            k,
+            {
+              served: Math.round(v.served),
+              originals: Math.round(v.originals),
+              jpeg80: Math.round(v.jpeg80),
+            },
+          ]),
+        ),
+        estimatedMonthlySavingUsd: Math.round(MONTHLY_BILL_USD * vsOriginals),
+        estimatedMonthlyBillAfterUsd: Math.round(MONTHLY_BILL_USD * (1 - vsOriginals)),
+      };
+      log(
+        `egress: ${(vsOriginals * 100).toFixed(1)}% less than originals, ${(vsJpeg80 * 100).toFixed(1)}% less than JPEG q80`,
+      );
+      save(results);
+      await egressGw.close();
+      gateways.length = 0;
     }
-    const vsOriginals = 1 - served / originals;
-    const vsJpeg80 = 1 - served / jpeg80;
-    const monthlyGb = MONTHLY_BILL_USD / USD_PER_GB;
-    results.egress = {
-      assumptions: {
-        devices: DEVICES,
-        browsers: BROWSERS.map(({ name, share }) => ({ name, share })),
-        layout: "each image shown at the full viewport width (the largest variant a page would ask for)",
-        usdPerGb: USD_PER_GB,
-        monthlyBillUsd: MONTHLY_BILL_USD,
-        monthlyEgressGb: Math.round(monthlyGb),
-        imagesShareOfEgress: 1,
-      },
-      meanBytesPerRequest: {
-        served: Math.round(served),
-        originals: Math.round(originals),
-        sameSizeJpegQ80: Math.round(jpeg80),
-      },
-      reductionVsOriginals: Math.round(vsOriginals * 1000) / 1000,
-      reductionVsSameSizeJpegQ80: Math.round(vsJpeg80 * 1000) / 1000,
-      formatsServed: perFormat,
-      perDevice: Object.fromEntries(
-        Object.entries(perDevice).map(([k, v]) => [
-          k,
-          { served: Math.round(v.served), originals: Math.round(v.originals), jpeg80: Math.round(v.jpeg80) },
-        ]),
-      ),
-      estimatedMonthlySavingUsd: Math.round(MONTHLY_BILL_USD * vsOriginals),
-      estimatedMonthlyBillAfterUsd: Math.round(MONTHLY_BILL_USD * (1 - vsOriginals)),
-    };
-    log(
-      `egress: ${(vsOriginals * 100).toFixed(1)}% less than originals, ${(vsJpeg80 * 100).toFixed(1)}% less than JPEG q80`,
-    );
-    save(results);
-    await egressGw.close();
-    gateways.length = 0;
 
     // 4K JPEG sources (3840 px wide), many distinct files so every request is a cold transform.
     const fourK = join(work, "4k");
