@@ -59,9 +59,13 @@ export class ClientExchange implements Exchange {
     this.span = span;
     this.traceContext = traceContext;
     this.logger = logger;
+    // An own, enumerable accessor: filters that copy the exchange with `{ ...ex }` get the live signal.
+    Object.defineProperty(this, "signal", { get: this.lazySignal, enumerable: true });
   }
 
-  get signal(): AbortSignal {
+  declare readonly signal: AbortSignal;
+
+  private lazySignal(): AbortSignal {
     if (!this.controller) {
       this.controller = new AbortController();
       if (this.gone) this.controller.abort();
