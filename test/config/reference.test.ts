@@ -14,7 +14,7 @@ import { AGENT_MODULES } from "../../agent/modules.ts";
 import { loadGatewayConfig, parseGatewayConfig } from "../../gateway/core/config.ts";
 import { gatewaySchema } from "../../gateway/core/schema.ts";
 import { FILTERS } from "../../gateway/filters.ts";
-import { type ConfigKey, describeSchema } from "../../lib/config/describe.ts";
+import { type ConfigKey, describeSchema, formatDefault } from "../../lib/config/describe.ts";
 
 const root = (p: string) => fileURLToPath(new URL(`../../${p}`, import.meta.url));
 const doc = readFileSync(root("docs/configuration.md"), "utf8");
@@ -33,9 +33,16 @@ async function gatewayKeys(): Promise<ConfigKey[]> {
 const rows = [...doc.matchAll(/^\| `([^`]+)` \|/gm)].map((m) => m[1]!);
 const documented = new Set(rows);
 
-/** Paths of `keys` without a row (type, default and meaning) in the reference. */
+/** Keys without a row in the reference, as rows to paste (the meaning left to write). */
 function undocumented(keys: ConfigKey[]): string[] {
-  return [...new Set(keys.map((k) => k.path))].filter((p) => !documented.has(p));
+  const cell = (s: string) => s.replaceAll("|", "\\|");
+  return keys
+    .filter((k, i) => !documented.has(k.path) && keys.findIndex((o) => o.path === k.path) === i)
+    .map((k) => {
+      const d = formatDefault(k);
+      const def = k.required ? "**required**" : d === "" ? "—" : `\`${d}\``;
+      return `| \`${k.path}\` | ${cell(k.type)} | ${cell(def)} | ${k.description ?? "?"} |`;
+    });
 }
 
 t.test("docs/configuration.md names every gateway key", async (t) => {
@@ -52,7 +59,7 @@ t.test("docs/configuration.md names every gateway key", async (t) => {
     );
   }
   const missing = undocumented(keys);
-  t.same(missing, [], "every gateway key path has a row in docs/configuration.md (the diff lists the missing ones)");
+  t.same(missing, [], "every gateway key path has a row in docs/configuration.md (the diff lists rows to add)");
 });
 
 t.test("docs/configuration.md names every agent key", async (t) => {
@@ -63,7 +70,7 @@ t.test("docs/configuration.md names every agent key", async (t) => {
       `module ${m.name} is walked`,
     );
   const missing = undocumented(keys);
-  t.same(missing, [], "every agent key path has a row in docs/configuration.md (the diff lists the missing ones)");
+  t.same(missing, [], "every agent key path has a row in docs/configuration.md (the diff lists rows to add)");
 });
 
 t.test("every key row of the reference is a real key (no stale rows)", async (t) => {
