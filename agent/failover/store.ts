@@ -177,6 +177,14 @@ export class FailoverStore {
     return w;
   }
 
+  /** Watches the operator request key (the leader acts on a request at once, not a loop later). */
+  async watchRequest(onChange: () => void): Promise<Watcher> {
+    const w = await this.client.watch().key(this.key("request")).create();
+    w.on("put", () => onChange());
+    w.on("error", () => {});
+    return w;
+  }
+
   close(): void {
     if (this.ownsClient) this.client.close();
   }

@@ -311,7 +311,7 @@ async function scenario(sync: boolean, full: boolean): Promise<Record<string, un
     await waitPrimary(to, 30_000);
     const sec = await firstAckAfter(t0, to, 15_000);
     log(`${tag}: switchover ${from} -> ${to}: first write acknowledged by ${to} after ${sec}s`);
-    out[`switchover_seconds_${from}_to_${to}`] = sec;
+    ((out.switchovers ??= []) as unknown[]).push({ from, to, seconds: sec });
     await waitStandby(from, 60_000);
     return sec;
   };
