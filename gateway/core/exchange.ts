@@ -29,6 +29,8 @@ export class ClientExchange implements Exchange {
   upstream: UpstreamInfo | undefined = undefined;
   readonly state: Record<string, unknown> = {};
   readonly logFields: Record<string, unknown> = {};
+  /** Set by the server: relays an upstream 1xx (102 Processing, 103 Early Hints) to the client. */
+  informational: ((status: number, headers: HeaderMap) => void) | undefined = undefined;
   private controller: AbortController | undefined = undefined;
   private goneHook: (() => void) | undefined = undefined;
   private gone = false;

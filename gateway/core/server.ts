@@ -18,7 +18,7 @@ import { GatewayMetrics } from "../telemetry/metrics.ts";
 import { redactTarget, screenLogFields } from "../telemetry/redact.ts";
 import { type LoadedConfig, loadGatewayConfig } from "./config.ts";
 import { ClientExchange } from "./exchange.ts";
-import { addForwardingHeaders, clientAddress, requestIdFor, withoutHopByHop } from "./headers.ts";
+import { addForwardingHeaders, clientAddress, isHopByHop, requestIdFor, withoutHopByHop } from "./headers.ts";
 import { GatewayError, problemBody, sendProblem } from "./problem.ts";
 import { hostOnly } from "./router.ts";
 import { type RouteRuntime, Runtime, SharedRegistry } from "./runtime.ts";
@@ -301,6 +301,7 @@ export class GatewayServer {
       traceContext,
       this.logger,
     );
+    ex.informational = (status, info) => relayInformational(res, status, info);
     const exchange = ex;
     const run = () =>
       route.handler(exchange).then(
@@ -592,6 +593,25 @@ function listen(server: Server, host: string, port: number, reusePort?: boolean)
       resolve();
     });
   });
+}
+
+/**
+ * Passes an upstream interim response on to the client, before the final one: 103 Early Hints (so the
+ * browser can preload) and 102 Processing. 100 Continue is the gateway's own business (Node answers
+ * `Expect` itself), and interim responses never reach HTTP/1.0 clients.
+ */
+function relayInformational(res: ServerResponse, status: number, headers: HeaderMap): void {
+  if (res.headersSent || res.req.httpVersionMinor === 0) return;
+  if (status === 103) {
+    const hints: Record<string, string | string[]> = {};
+    for (const name in headers) {
+      const v = headers[name];
+      if (v !== undefined && !isHopByHop(name)) hints[name] = v;
+    }
+    res.writeEarlyHints(hints);
+  } else if (status === 102) {
+    res.writeProcessing();
+  }
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

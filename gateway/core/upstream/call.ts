@@ -46,6 +46,8 @@ export class UpstreamCall implements Dispatcher.DispatchHandler {
   private controller: Controller | undefined;
   private body: UpstreamBody | undefined;
   private abortReason: Error | undefined;
+  /** Relays interim (1xx) responses, e.g. 103 Early Hints, to the client while the final one is pending. */
+  onInformational: ((status: number, headers: HeaderMap) => void) | undefined = undefined;
 
   constructor() {
     this.result = new Promise<CallResult>((resolve, reject) => {
@@ -71,7 +73,11 @@ export class UpstreamCall implements Dispatcher.DispatchHandler {
     statusCode: number,
     headers: Record<string, string | string[] | undefined>,
   ): void {
-    if (statusCode < 200) return; // 1xx informational: the final response follows
+    if (statusCode < 200) {
+      // 1xx informational: relayed when the client can take it; the final response follows.
+      this.onInformational?.(statusCode, headers);
+      return;
+    }
     const body = new UpstreamBody({ highWaterMark: 64 * 1024 });
     body.controller = controller;
     this.body = body;

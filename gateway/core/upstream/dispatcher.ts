@@ -180,6 +180,7 @@ export function createDispatcher(r: RouteUpstream): Handler {
       endpoint.outstanding++;
       const started = performance.now();
       const call = new UpstreamCall();
+      if (ex instanceof ClientExchange) call.onInformational = ex.informational;
       const detach = watchClient(ex, call);
       try {
         endpoint.pool(timeouts.connect).dispatch(

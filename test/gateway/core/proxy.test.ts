@@ -274,3 +274,25 @@ t.test("no route → 404 problem; unknown service endpoint down → 502; ", asyn
   const body = await dead.text();
   t.notMatch(body, /at .*\.ts:\d+/, "never a stack trace");
 });
+
+t.test(
+  "interim responses: 103 Early Hints and 102 Processing reach the client before the final one",
+  async (t) => {
+    const up = await startUpstream((req, res) => {
+      if (req.url === "/102") res.writeProcessing();
+      else res.writeEarlyHints({ link: "</style.css>; rel=preload; as=style" });
+      setTimeout(() => res.end("final"), 20);
+    });
+    const { port } = await echoGateway(t, {}, up);
+    const hints = await rawRequest(port, "GET /103 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    t.match(
+      hints,
+      /^HTTP\/1.1 103 Early Hints\r\nLink: <\/style.css>; rel=preload; as=style\r\n\r\nHTTP\/1.1 200 OK/,
+    );
+    t.match(hints, /final$/);
+    const processing = await rawRequest(port, "GET /102 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    t.match(processing, /^HTTP\/1.1 102 Processing\r\n\r\nHTTP\/1.1 200 OK/);
+    const old = await rawRequest(port, "GET /103 HTTP/1.0\r\nHost: a\r\n\r\n");
+    t.match(old, /^HTTP\/1.1 200 OK/, "no interim responses for HTTP/1.0 clients");
+  },
+);
