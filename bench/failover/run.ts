@@ -17,7 +17,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer, type Server } from "node:http";
 import { connect, createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
-import { tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { stringify } from "yaml";
@@ -433,6 +433,7 @@ const result = {
     sync: syncRun,
     timings: TIMINGS,
     gateway_stale_after: GATEWAY_STALE_AFTER,
+    machine: { cpus: cpus().length, load_average_1m_at_end: Math.round(loadavg()[0]! * 100) / 100 },
     setup:
       "3-member etcd; PostgreSQL A (us-east-1) primary + B (eu-west-1) streaming standby; agents for A, B, C as processes; one gateway (edgeway gateway CLI) with a writes: primary geo route; per region an app upstream and a write client posting through the gateway",
     rto: "failure -> first write acknowledged through the gateway by the new region's database",
