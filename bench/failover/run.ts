@@ -311,10 +311,12 @@ async function scenario(sync: boolean, full: boolean): Promise<Record<string, un
     await waitPrimary(to, 30_000);
     const sec = await firstAckAfter(t0, to, 15_000);
     log(`${tag}: switchover ${from} -> ${to}: first write acknowledged by ${to} after ${sec}s`);
-    ((out.switchovers ??= []) as unknown[]).push({ from, to, seconds: sec });
+    switchovers.push({ from, to, seconds: sec });
     await waitStandby(from, 60_000);
     return sec;
   };
+  const switchovers: Array<{ from: string; to: string; seconds: number }> = [];
+  out.switchovers = switchovers;
   let lostBefore = 0;
   try {
     await waitPrimary(A, 30_000);
