@@ -12,10 +12,10 @@
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { freePort } from "../../lib/net/free-port.ts";
 
 const { values } = parseArgs({ options: { scrapes: { type: "string", default: "200" } } });
 const SCRAPES = Number(values.scrapes);
@@ -45,17 +45,6 @@ function ensureNodeExporter(): string {
   }
   if (!bin) throw new Error("prometheus-node-exporter is not available");
   return bin;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 async function waitFor(url: string, child: ChildProcess, timeoutMs = 20_000): Promise<void> {

@@ -22,6 +22,7 @@ import { Redis } from "ioredis";
 import pg from "pg";
 import { Pool } from "undici";
 import { stringify } from "yaml";
+import { freePort } from "../../lib/net/free-port.ts";
 import { BENCH_DB, ensureDataset, PG, ROWS } from "./data.ts";
 
 /** autocannon ships no types; only what this bench reads is declared. */
@@ -66,16 +67,6 @@ async function waitFor(url: string): Promise<void> {
     }
   }
   throw new Error(`${url} did not come up`);
-}
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import("node:net");
-  return new Promise((r) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => r(p));
-    });
-  });
 }
 
 /** Starts a gateway process on its own config; returns its proxy URL. */

@@ -12,6 +12,7 @@ import { createServer } from "node:http";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
+import { freePort } from "../../lib/net/free-port.ts";
 import { cpuSeconds, median, peakRssBytes } from "../lib/proc.ts";
 import { ensureDebianPackages, postScript, runWrk } from "../lib/wrk.ts";
 
@@ -26,14 +27,6 @@ interface Target {
   url: string;
   proc?: ChildProcess;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 function spawnNode(args: string[], env: Record<string, string> = {}): ChildProcess {

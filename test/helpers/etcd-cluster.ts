@@ -5,10 +5,12 @@
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { closeSync, existsSync, mkdtempSync, openSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePort } from "../../lib/net/free-port.ts";
+
+export { freePort } from "../../lib/net/free-port.ts";
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -18,19 +20,6 @@ export function ensureEtcdInstalled(): void {
   if (depsChecked) return;
   execFileSync("bash", [join(REPO, ".ci", "etcd-deps.sh")], { stdio: ["ignore", "inherit", "inherit"] });
   depsChecked = true;
-}
-
-/** A port that was free a moment ago on 127.0.0.1 (the caller retries if another process takes it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port"))));
-    });
-  });
 }
 
 export interface EtcdMember {

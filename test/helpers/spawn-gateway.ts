@@ -4,23 +4,13 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
 
-export const REPO = new URL("../../", import.meta.url).pathname;
+export { freePort } from "../../lib/net/free-port.ts";
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export const REPO = new URL("../../", import.meta.url).pathname;
 
 export function writeConfig(config: unknown): string {
   const dir = mkdtempSync(join(tmpdir(), "edgeway-cfg-"));

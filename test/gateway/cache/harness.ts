@@ -1,22 +1,13 @@
 /** Cache test helpers: a dedicated redis-server on a spare port, and an identity stand-in for the token guard. */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createServer } from "node:net";
 import { Redis } from "ioredis";
 import { request } from "undici";
 import type { Handler } from "../../../gateway/core/types.ts";
+import { freePort } from "../../../lib/net/free-port.ts";
 import type { TestGateway } from "../../helpers/gateway.ts";
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from "../../../lib/net/free-port.ts";
 
 export interface TestRedis {
   port: number;
