@@ -27,5 +27,5 @@ await Promise.all(
 );
 const secs = (performance.now() - t0) / 1000;
 process.stdout.write(
-  `${JSON.stringify({ perSecond: files.length / secs, concurrency: sharp.concurrency() })}\n`,
+  `${JSON.stringify({ seconds: secs, images: files.length, concurrency: sharp.concurrency() })}\n`,
 );

@@ -199,6 +199,10 @@ async function main(): Promise<void> {
   const results: Record<string, unknown> = {
     encoders: previous.encoders,
     egress: previous.egress,
+    coldTransforms: previous.coldTransforms,
+    warmHits: previous.warmHits,
+    burst50: previous.burst50,
+    mixedTransforms: previous.mixedTransforms,
     date: new Date().toISOString(),
     machine: {
       cpus: (await import("node:os")).availableParallelism(),
@@ -325,217 +329,234 @@ async function main(): Promise<void> {
       }
     }
 
-    // 3. Cold transforms/s: gateway vs raw sharp, 2 in flight, same files, same settings.
-    const inFlight = 2;
-    const coldRuns: Record<string, unknown> = {};
-    for (const jemalloc of [false, true]) {
-      const label = jemalloc ? "jemalloc" : "glibc";
-      log(`cold transforms (${label}): ${fourKNames.length} × 4K JPEG → 1170 px WebP`);
-      const gw = await spawnGateway(work, {
-        images: { cache: { dir: join(work, `cache-cold-${label}`) }, limits: { concurrency: inFlight } },
-        dir: fourK,
-        jemalloc,
-      });
-      gateways.push(gw);
-      await fetchBytes(`${gw.url}/img/${fourKNames[0]}?w=320`, WEBP); // warm up code paths, not the variant
-      // Alternate rounds of raw sharp and the gateway so load from elsewhere hits both alike. Raw sharp
-      // runs in a child with the same allocator, so its libvips thread count matches the gateway's.
-      const rounds = QUICK ? 2 : 4;
-      const per = Math.floor(fourKNames.length / rounds);
-      let rawSecs = 0;
-      let rawImages = 0;
-      let gwSecs = 0;
-      let gwImages = 0;
-      let threads = 0;
-      for (let r = 0; r < rounds; r++) {
-        const names = fourKNames.slice(r * per, (r + 1) * per);
-        const rawOut = execFileSync(
-          process.execPath,
-          ["bench/images/raw-sharp.ts", String(inFlight), ...names.map((n) => join(fourK, n))],
-          { env: jemalloc ? { ...process.env, LD_PRELOAD: JEMALLOC } : { ...process.env, LD_PRELOAD: "" } },
-        );
-        const raw = JSON.parse(rawOut.toString()) as { seconds: number; images: number; concurrency: number };
-        rawSecs += raw.seconds;
-        rawImages += raw.images;
-        threads = raw.concurrency;
-        gwSecs += await pool(names, inFlight, async (n) => {
-          const res = await fetchBytes(`${gw.url}/img/${n}?w=1170`, WEBP);
-          if (res.status !== 200 || res.type !== "image/webp")
-            throw new Error(`cold request failed: ${res.status}`);
-        });
-        gwImages += names.length;
-      }
-      const raw = { perSecond: rawImages / rawSecs, concurrency: threads };
-      const gwRate = gwImages / gwSecs;
-      coldRuns[label] = {
-        images: gwImages,
-        rounds,
-        inFlight,
-        libvipsThreads: raw.concurrency,
-        rawSharpPerSecond: Math.round(raw.perSecond * 100) / 100,
-        gatewayPerSecond: Math.round(gwRate * 100) / 100,
-        ratio: Math.round((gwRate / raw.perSecond) * 1000) / 1000,
-      };
-      log(`cold ${label}: gateway ${gwRate.toFixed(1)}/s vs raw sharp ${raw.perSecond.toFixed(1)}/s`);
-
-      if (jemalloc) {
-        // 4. Warm hits vs the gateway proxying a static file of the same size.
-        const warmUrl = `${gw.url}/img/${fourKNames[0]}?w=1170`;
-        const body = await fetch(warmUrl, { headers: { accept: WEBP } }).then((r) => r.arrayBuffer());
-        const staticFile = join(work, "static.webp");
-        writeFileSync(staticFile, Buffer.from(body));
-        const origin = spawn(process.execPath, ["bench/images/static-origin.ts", staticFile, "image/webp"], {
-          stdio: ["ignore", "pipe", "inherit"],
-        });
-        children.push(origin);
-        const originPort = await new Promise<number>((r) =>
-          origin.stdout!.once("data", (d: Buffer) => r((JSON.parse(d.toString()) as { port: number }).port)),
-        );
-        await gw.close();
-        gateways.length = 0;
-        const gw2 = await spawnGateway(work, {
-          images: { cache: { dir: join(work, `cache-cold-${label}`) } },
+    if (!SKIP.has("cold")) {
+      // 3. Cold transforms/s: gateway vs raw sharp, 2 in flight, same files, same settings.
+      const inFlight = 2;
+      const coldRuns: Record<string, unknown> = {};
+      for (const jemalloc of [false, true]) {
+        const label = jemalloc ? "jemalloc" : "glibc";
+        log(`cold transforms (${label}): ${fourKNames.length} × 4K JPEG → 1170 px WebP`);
+        const gw = await spawnGateway(work, {
+          images: { cache: { dir: join(work, `cache-cold-${label}`) }, limits: { concurrency: inFlight } },
           dir: fourK,
-          staticOrigin: `http://127.0.0.1:${originPort}`,
           jemalloc,
         });
-        gateways.push(gw2);
-        const script = join(work, "accept.lua");
-        writeFileSync(script, `wrk.headers["Accept"] = "${WEBP}"\n`);
-        await fetch(warmUrl.replace(gw.url, gw2.url), { headers: { accept: WEBP } }).then((r) =>
-          r.arrayBuffer(),
-        );
-        const seconds = QUICK ? 3 : 10;
-        const warm = await runWrk(warmUrl.replace(gw.url, gw2.url), { connections: 16, seconds, script });
-        const stat = await runWrk(`${gw2.url}/static/file.webp`, { connections: 16, seconds, script });
-        results.warmHits = {
-          bytes: body.byteLength,
-          connections: 16,
-          seconds,
-          variantHit: warm,
-          gatewayStaticFile: stat,
-          rpsRatio: Math.round((stat.rps / warm.rps) * 1000) / 1000,
-          p99Ratio: Math.round((warm.p99Ms / stat.p99Ms) * 1000) / 1000,
+        gateways.push(gw);
+        await fetchBytes(`${gw.url}/img/${fourKNames[0]}?w=320`, WEBP); // warm up code paths, not the variant
+        // Alternate rounds of raw sharp and the gateway so load from elsewhere hits both alike. Raw sharp
+        // runs in a child with the same allocator, so its libvips thread count matches the gateway's.
+        const rounds = QUICK ? 2 : 4;
+        const per = Math.floor(fourKNames.length / rounds);
+        let rawSecs = 0;
+        let rawImages = 0;
+        let gwSecs = 0;
+        let gwImages = 0;
+        let threads = 0;
+        for (let r = 0; r < rounds; r++) {
+          const names = fourKNames.slice(r * per, (r + 1) * per);
+          const rawOut = execFileSync(
+            process.execPath,
+            ["bench/images/raw-sharp.ts", String(inFlight), ...names.map((n) => join(fourK, n))],
+            { env: jemalloc ? { ...process.env, LD_PRELOAD: JEMALLOC } : { ...process.env, LD_PRELOAD: "" } },
+          );
+          const raw = JSON.parse(rawOut.toString()) as {
+            seconds: number;
+            images: number;
+            concurrency: number;
+          };
+          rawSecs += raw.seconds;
+          rawImages += raw.images;
+          threads = raw.concurrency;
+          gwSecs += await pool(names, inFlight, async (n) => {
+            const res = await fetchBytes(`${gw.url}/img/${n}?w=1170`, WEBP);
+            if (res.status !== 200 || res.type !== "image/webp")
+              throw new Error(`cold request failed: ${res.status}`);
+          });
+          gwImages += names.length;
+        }
+        const raw = { perSecond: rawImages / rawSecs, concurrency: threads };
+        const gwRate = gwImages / gwSecs;
+        coldRuns[label] = {
+          images: gwImages,
+          rounds,
+          inFlight,
+          libvipsThreads: raw.concurrency,
+          rawSharpPerSecond: Math.round(raw.perSecond * 100) / 100,
+          gatewayPerSecond: Math.round(gwRate * 100) / 100,
+          ratio: Math.round((gwRate / raw.perSecond) * 1000) / 1000,
         };
-        log(
-          `warm hits: ${warm.rps.toFixed(0)} req/s p99 ${warm.p99Ms}ms vs static ${stat.rps.toFixed(0)} req/s p99 ${stat.p99Ms}ms`,
+        log(`cold ${label}: gateway ${gwRate.toFixed(1)}/s vs raw sharp ${raw.perSecond.toFixed(1)}/s`);
+
+        if (jemalloc) {
+          // 4. Warm hits vs the gateway proxying a static file of the same size.
+          const warmUrl = `${gw.url}/img/${fourKNames[0]}?w=1170`;
+          const body = await fetch(warmUrl, { headers: { accept: WEBP } }).then((r) => r.arrayBuffer());
+          const staticFile = join(work, "static.webp");
+          writeFileSync(staticFile, Buffer.from(body));
+          const origin = spawn(
+            process.execPath,
+            ["bench/images/static-origin.ts", staticFile, "image/webp"],
+            {
+              stdio: ["ignore", "pipe", "inherit"],
+            },
+          );
+          children.push(origin);
+          const originPort = await new Promise<number>((r) =>
+            origin.stdout!.once("data", (d: Buffer) =>
+              r((JSON.parse(d.toString()) as { port: number }).port),
+            ),
+          );
+          await gw.close();
+          gateways.length = 0;
+          const gw2 = await spawnGateway(work, {
+            images: { cache: { dir: join(work, `cache-cold-${label}`) } },
+            dir: fourK,
+            staticOrigin: `http://127.0.0.1:${originPort}`,
+            jemalloc,
+          });
+          gateways.push(gw2);
+          const script = join(work, "accept.lua");
+          writeFileSync(script, `wrk.headers["Accept"] = "${WEBP}"\n`);
+          await fetch(warmUrl.replace(gw.url, gw2.url), { headers: { accept: WEBP } }).then((r) =>
+            r.arrayBuffer(),
+          );
+          const seconds = QUICK ? 3 : 10;
+          const warm = await runWrk(warmUrl.replace(gw.url, gw2.url), { connections: 16, seconds, script });
+          const stat = await runWrk(`${gw2.url}/static/file.webp`, { connections: 16, seconds, script });
+          results.warmHits = {
+            bytes: body.byteLength,
+            connections: 16,
+            seconds,
+            variantHit: warm,
+            gatewayStaticFile: stat,
+            rpsRatio: Math.round((stat.rps / warm.rps) * 1000) / 1000,
+            p99Ratio: Math.round((warm.p99Ms / stat.p99Ms) * 1000) / 1000,
+          };
+          log(
+            `warm hits: ${warm.rps.toFixed(0)} req/s p99 ${warm.p99Ms}ms vs static ${stat.rps.toFixed(0)} req/s p99 ${stat.p99Ms}ms`,
+          );
+          await gw2.close();
+          gateways.length = 0;
+        } else {
+          await gw.close();
+          gateways.length = 0;
+        }
+      }
+      results.coldTransforms = coldRuns;
+      save(results);
+    }
+
+    if (!SKIP.has("burst")) {
+      // 5. Peak RSS: 50 concurrent distinct cold 4K transforms.
+      const burst: Record<string, unknown> = {};
+      for (const jemalloc of [false, true]) {
+        const label = jemalloc ? "jemalloc" : "glibc";
+        const gw = await spawnGateway(work, {
+          images: { cache: { dir: join(work, `cache-burst-${label}`) } },
+          dir: fourK,
+          jemalloc,
+        });
+        gateways.push(gw);
+        const before = rssBytes(gw.pid);
+        const names = Array.from({ length: 50 }, (_, i) => fourKNames[i % fourKNames.length]!);
+        const widths = [640, 750, 828, 1080, 1170, 1280, 1536];
+        const statuses = await Promise.all(
+          names.map((n, i) =>
+            fetchBytes(
+              `${gw.url}/img/${n}?w=${widths[i % widths.length]}&q=${50 + (i % 9) * 5}`,
+              i % 3 ? WEBP : AVIF,
+            ),
+          ),
         );
-        await gw2.close();
-        gateways.length = 0;
-      } else {
+        const peak = peakRssBytes(gw.pid);
+        burst[label] = {
+          requests: 50,
+          ok: statuses.filter((s) => s.status === 200).length,
+          rejected503: statuses.filter((s) => s.status === 503).length,
+          rssBeforeMb: Math.round(before / 2 ** 20),
+          peakRssMb: Math.round(peak / 2 ** 20),
+          budgetMb: RSS_BUDGET_MB,
+          withinBudget: peak / 2 ** 20 <= RSS_BUDGET_MB,
+        };
+        log(`burst ${label}: peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB`);
         await gw.close();
         gateways.length = 0;
       }
+      results.burst50 = burst;
+      save(results);
     }
-    results.coldTransforms = coldRuns;
-    save(results);
 
-    // 5. Peak RSS: 50 concurrent distinct cold 4K transforms.
-    const burst: Record<string, unknown> = {};
-    for (const jemalloc of [false, true]) {
-      const label = jemalloc ? "jemalloc" : "glibc";
-      const gw = await spawnGateway(work, {
-        images: { cache: { dir: join(work, `cache-burst-${label}`) } },
-        dir: fourK,
-        jemalloc,
-      });
-      gateways.push(gw);
-      const before = rssBytes(gw.pid);
-      const names = Array.from({ length: 50 }, (_, i) => fourKNames[i % fourKNames.length]!);
-      const widths = [640, 750, 828, 1080, 1170, 1280, 1536];
-      const statuses = await Promise.all(
-        names.map((n, i) =>
-          fetchBytes(
-            `${gw.url}/img/${n}?w=${widths[i % widths.length]}&q=${50 + (i % 9) * 5}`,
-            i % 3 ? WEBP : AVIF,
-          ),
-        ),
-      );
-      const peak = peakRssBytes(gw.pid);
-      burst[label] = {
-        requests: 50,
-        ok: statuses.filter((s) => s.status === 200).length,
-        rejected503: statuses.filter((s) => s.status === 503).length,
-        rssBeforeMb: Math.round(before / 2 ** 20),
-        peakRssMb: Math.round(peak / 2 ** 20),
-        budgetMb: RSS_BUDGET_MB,
-        withinBudget: peak / 2 ** 20 <= RSS_BUDGET_MB,
-      };
-      log(`burst ${label}: peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB`);
-      await gw.close();
-      gateways.length = 0;
+    if (!SKIP.has("mixed")) {
+      // 6. RSS after 10,000 mixed transforms, glibc vs jemalloc.
+      const mixDir = join(work, "mix");
+      mkdirSync(mixDir);
+      for (const p of photos) {
+        await sharp(p)
+          .autoOrient()
+          .resize({ width: 2048, height: 2048, fit: "inside" })
+          .jpeg({ quality: 88 })
+          .toFile(join(mixDir, basename(p)));
+      }
+      const total = MIXED;
+      const qualities = [50, 55, 60, 65, 70, 75, 80, 85, 90];
+      const aspects = [undefined, "1:1", "4:3", "16:9"];
+      const combos: string[] = [];
+      for (const p of photos)
+        for (const w of WIDTHS.filter((w) => w <= 1280))
+          for (const q of qualities)
+            for (const ar of aspects)
+              combos.push(`/img/${basename(p)}?w=${w}${ar ? `&ar=${ar}` : ""}&q=${q}`);
+      const rand = rng(42);
+      for (let i = combos.length - 1; i > 0; i--) {
+        const j = Math.floor(rand() * (i + 1));
+        [combos[i], combos[j]] = [combos[j]!, combos[i]!];
+      }
+      const mixed: Record<string, unknown> = {};
+      for (const jemalloc of [false, true]) {
+        const label = jemalloc ? "jemalloc" : "glibc";
+        log(`${total} mixed transforms (${label})`);
+        const gw = await spawnGateway(work, {
+          images: {
+            // No variant cache: every request is a transform.
+            cache: { memory: 0, disk: 0, dir: join(work, "unused") },
+            limits: { concurrency: 2 },
+          },
+          dir: mixDir,
+          jemalloc,
+        });
+        gateways.push(gw);
+        const samples: number[] = [];
+        let done = 0;
+        const r2 = rng(7);
+        const list = Array.from({ length: total }, (_, i) => ({
+          path: combos[i % combos.length]!,
+          accept: r2() < 0.1 ? AVIF : r2() < 0.9 ? WEBP : LEGACY,
+        }));
+        const deadline = performance.now() + MIXED_SECONDS * 1000;
+        const secs = await pool(list, 2, async (item) => {
+          if (performance.now() > deadline) return;
+          const r = await fetchBytes(`${gw.url}${item.path}`, item.accept);
+          if (r.status !== 200) throw new Error(`mixed transform failed: ${r.status} ${item.path}`);
+          if (++done % Math.max(1, Math.floor(total / 20)) === 0)
+            samples.push(Math.round(rssBytes(gw.pid) / 2 ** 20));
+        });
+        await new Promise((r) => setTimeout(r, 2000));
+        mixed[label] = {
+          transforms: done,
+          requested: total,
+          timeCapSeconds: MIXED_SECONDS,
+          seconds: Math.round(secs),
+          rssSamplesMb: samples,
+          rssAfterMb: Math.round(rssBytes(gw.pid) / 2 ** 20),
+          peakRssMb: Math.round(peakRssBytes(gw.pid) / 2 ** 20),
+        };
+        log(`mixed ${label}: RSS after ${JSON.stringify(mixed[label])}`);
+        await gw.close();
+        gateways.length = 0;
+      }
+      results.mixedTransforms = mixed;
+      save(results);
     }
-    results.burst50 = burst;
-    save(results);
-
-    // 6. RSS after 10,000 mixed transforms, glibc vs jemalloc.
-    const mixDir = join(work, "mix");
-    mkdirSync(mixDir);
-    for (const p of photos) {
-      await sharp(p)
-        .autoOrient()
-        .resize({ width: 2048, height: 2048, fit: "inside" })
-        .jpeg({ quality: 88 })
-        .toFile(join(mixDir, basename(p)));
-    }
-    const total = MIXED;
-    const qualities = [50, 55, 60, 65, 70, 75, 80, 85, 90];
-    const aspects = [undefined, "1:1", "4:3", "16:9"];
-    const combos: string[] = [];
-    for (const p of photos)
-      for (const w of WIDTHS.filter((w) => w <= 1280))
-        for (const q of qualities)
-          for (const ar of aspects) combos.push(`/img/${basename(p)}?w=${w}${ar ? `&ar=${ar}` : ""}&q=${q}`);
-    const rand = rng(42);
-    for (let i = combos.length - 1; i > 0; i--) {
-      const j = Math.floor(rand() * (i + 1));
-      [combos[i], combos[j]] = [combos[j]!, combos[i]!];
-    }
-    const mixed: Record<string, unknown> = {};
-    for (const jemalloc of [false, true]) {
-      const label = jemalloc ? "jemalloc" : "glibc";
-      log(`${total} mixed transforms (${label})`);
-      const gw = await spawnGateway(work, {
-        images: {
-          // No variant cache: every request is a transform.
-          cache: { memory: 0, disk: 0, dir: join(work, "unused") },
-          limits: { concurrency: 2 },
-        },
-        dir: mixDir,
-        jemalloc,
-      });
-      gateways.push(gw);
-      const samples: number[] = [];
-      let done = 0;
-      const r2 = rng(7);
-      const list = Array.from({ length: total }, (_, i) => ({
-        path: combos[i % combos.length]!,
-        accept: r2() < 0.1 ? AVIF : r2() < 0.9 ? WEBP : LEGACY,
-      }));
-      const deadline = performance.now() + MIXED_SECONDS * 1000;
-      const secs = await pool(list, 2, async (item) => {
-        if (performance.now() > deadline) return;
-        const r = await fetchBytes(`${gw.url}${item.path}`, item.accept);
-        if (r.status !== 200) throw new Error(`mixed transform failed: ${r.status} ${item.path}`);
-        if (++done % Math.max(1, Math.floor(total / 20)) === 0)
-          samples.push(Math.round(rssBytes(gw.pid) / 2 ** 20));
-      });
-      await new Promise((r) => setTimeout(r, 2000));
-      mixed[label] = {
-        transforms: done,
-        requested: total,
-        timeCapSeconds: MIXED_SECONDS,
-        seconds: Math.round(secs),
-        rssSamplesMb: samples,
-        rssAfterMb: Math.round(rssBytes(gw.pid) / 2 ** 20),
-        peakRssMb: Math.round(peakRssBytes(gw.pid) / 2 ** 20),
-      };
-      log(`mixed ${label}: RSS after ${JSON.stringify(mixed[label])}`);
-      await gw.close();
-      gateways.length = 0;
-    }
-    results.mixedTransforms = mixed;
-    save(results);
   } finally {
     await cleanup();
   }

@@ -48,6 +48,9 @@ export const SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src d
 
 const tracer = () => trace.getTracer("edgeway-gateway");
 
+/** How long a directory source's stat (its identity) is trusted: a changed file shows within this. */
+const DIRECTORY_RECHECK_MS = 1000;
+
 function one(h: string | string[] | undefined): string | undefined {
   return Array.isArray(h) ? h.join(", ") : h;
 }
@@ -158,8 +161,16 @@ function imageHandler(
   const openSource = async (ex: Exchange, params: ImageParams): Promise<SourceRef> => {
     const max = cfg.limits.maxSourceBytes;
     switch (route.source.type) {
-      case "directory":
-        return directorySource(route.source.dir!, segmentsOf(ex.request.path), max);
+      case "directory": {
+        // Hot files are stat'ed at most once a second: warm hits then cost no filesystem round trip.
+        const segments = segmentsOf(ex.request.path);
+        const key = `${route.source.dir}\n${segments.join("/")}`;
+        const known = pipe.files.get(key);
+        if (known && Date.now() - known.at < DIRECTORY_RECHECK_MS) return known.ref;
+        const ref = await directorySource(route.source.dir!, segments, max);
+        pipe.files.set(key, { ref, at: Date.now() });
+        return ref;
+      }
       case "remote":
         return remoteSource(params.url!, {
           hosts: route.source.hosts!,

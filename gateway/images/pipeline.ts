@@ -11,10 +11,25 @@ import { Coalescer, DiskStore, MemoryLru, type Variant } from "./cache.ts";
 import type { ImageMetrics } from "./metrics.ts";
 import { BoundedQueue, QueueFullError } from "./queue.ts";
 import type { ImagesGlobal } from "./schema.ts";
-import { remoteAgent, SourceValidators } from "./sources.ts";
+import { remoteAgent, type SourceRef, SourceValidators } from "./sources.ts";
 
 /** Bumped when the pipeline's output for the same inputs changes (part of every variant key). */
 const PIPELINE_VERSION = "1";
+
+/** A Map that forgets its oldest entries past `max`. */
+export class BoundedMap<K, V> extends Map<K, V> {
+  readonly max: number;
+  constructor(max: number) {
+    super();
+    this.max = max;
+  }
+  override set(key: K, value: V): this {
+    this.delete(key);
+    super.set(key, value);
+    if (this.size > this.max) this.delete(this.keys().next().value as K);
+    return this;
+  }
+}
 
 export type CacheResult = "hit" | "miss" | "coalesced";
 
@@ -24,6 +39,8 @@ export class ImagePipeline {
   readonly disk: DiskStore | undefined;
   readonly queue: BoundedQueue;
   readonly validators = new SourceValidators();
+  /** Recently stat'ed directory sources (bounded; entries expire in the filter after a second). */
+  readonly files = new BoundedMap<string, { ref: SourceRef; at: number }>(10_000);
   readonly metrics: ImageMetrics;
   private readonly coalescer = new Coalescer<{ variant: Variant; fromDisk: boolean }>();
   private readonly writes = new Set<Promise<void>>();
@@ -119,7 +136,7 @@ export class ImagePipeline {
       return await this.queue.run(job, opts);
     } catch (err) {
       if (err instanceof QueueFullError) {
-        this.metrics.rejections.inc();
+        if (!opts.background) this.metrics.rejections.inc();
         throw new GatewayError(
           503,
           "image_queue_full",
