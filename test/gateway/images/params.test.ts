@@ -18,7 +18,7 @@ import { imagesGlobalSchema, imagesRouteSchema } from "../../../gateway/images/s
 import { signedUrl, verifySignature } from "../../../gateway/images/sign.ts";
 import { hostAllowed, isPrivateAddress } from "../../../gateway/images/sources.ts";
 import { buildSrcset, pictureMarkup } from "../../../gateway/images/srcset.ts";
-import { typeMatches } from "../../../gateway/images/transform.ts";
+import { sharpFailure, typeMatches } from "../../../gateway/images/transform.ts";
 
 function statusOf(fn: () => unknown): number | undefined {
   try {
@@ -318,4 +318,15 @@ t.test("<img> rewriting rules", async (t) => {
     "no lazy loading for high-priority images",
   );
   t.equal(hero.find((x) => x.name === "sizes")?.value, "100px");
+});
+
+t.test("libvips failures map to problems", async (t) => {
+  t.equal(sharpFailure(new Error("timeout: 10% complete")).status, 503);
+  t.equal(sharpFailure(new Error("timeout: 10% complete")).headers["retry-after"], "5");
+  t.equal(sharpFailure(new Error("Input image exceeds pixel limit")).code, "image_too_many_pixels");
+  t.equal(
+    sharpFailure(new Error("Input buffer contains unsupported image format")).code,
+    "image_unsupported",
+  );
+  t.equal(sharpFailure(new Error("VipsJpeg: premature end of JPEG image")).status, 422);
 });
