@@ -64,11 +64,14 @@ function stopper(p: ChildProcess): () => Promise<void> {
   };
 }
 
+/** Telemetry levels: "off"; "on" = metrics plus tracing at 1% (the definition); "logged" adds access logs. */
+type TelemetryLevel = "off" | "on" | "logged";
+
 async function startGateway(
   name: string,
   upstream: string,
   workers: number | "auto",
-  telemetry: boolean,
+  level: TelemetryLevel,
   sink: string,
 ): Promise<Target> {
   const [port, admin] = [await freePort(), await freePort()];
@@ -81,13 +84,14 @@ async function startGateway(
       admin: { listen: { host: "127.0.0.1", port: admin } },
       services: { up: { endpoints: { local: [{ url: upstream }] }, connections: 128, keepAlive: "60s" } },
       routes: [{ name: "bench", match: { path: "/" }, service: "up", maxBodySize: "1MiB" }],
-      telemetry: telemetry
-        ? {
-            logs: { level: "info", access: true },
-            metrics: { enabled: true },
-            tracing: { endpoint: sink, sampleRatio: 0.01 },
-          }
-        : { logs: { level: "warn", access: false }, metrics: { enabled: false, process: false } },
+      telemetry:
+        level === "off"
+          ? { logs: { level: "warn", access: false }, metrics: { enabled: false, process: false } }
+          : {
+              logs: { level: "info", access: level === "logged" },
+              metrics: { enabled: true },
+              tracing: { endpoint: sink, sampleRatio: 0.01 },
+            },
     }),
   );
   const p = spawnNode(["bin/edgeway.ts", "gateway", "--config", file]);
@@ -117,6 +121,7 @@ http {
   server {
     listen 127.0.0.1:${port};
     keepalive_requests 100000;
+    client_body_buffer_size 64k;
     location / {
       proxy_pass http://up;
       proxy_http_version 1.1;
@@ -172,9 +177,10 @@ async function main(): Promise<void> {
 
   const all: Target[] = [
     { name: "direct", url: upstream, stop: async () => {} },
-    await startGateway("gateway", upstream, 1, true, sinkUrl),
-    await startGateway("gateway-telemetry-off", upstream, 1, false, sinkUrl),
-    await startGateway("gateway-auto", upstream, "auto", true, sinkUrl),
+    await startGateway("gateway", upstream, 1, "on", sinkUrl),
+    await startGateway("gateway-telemetry-off", upstream, 1, "off", sinkUrl),
+    await startGateway("gateway-access-log", upstream, 1, "logged", sinkUrl),
+    await startGateway("gateway-auto", upstream, "auto", "on", sinkUrl),
     await startNginx("nginx", upPort, 1),
     await startNginx("nginx-2", upPort, 2),
     await startFastify(upstream),
@@ -264,6 +270,7 @@ function report(
     gateway_vs_direct_rps: ratio(get(c, "gateway", "rps"), get(c, "direct", "rps")),
     gateway_auto_vs_nginx_2_rps: ratio(get(c, "gateway-auto", "rps"), get(c, "nginx-2", "rps")),
     telemetry_on_vs_off_rps: ratio(get(c, "gateway", "rps"), get(c, "gateway-telemetry-off", "rps")),
+    access_log_vs_off_rps: ratio(get(c, "gateway-access-log", "rps"), get(c, "gateway-telemetry-off", "rps")),
   });
   const byCase = Object.fromEntries(cases.map((c) => [c, ratiosFor(c)]));
   const out = {
