@@ -10,11 +10,11 @@
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import sharp from "sharp";
 import { stringify } from "yaml";
+import { freePort } from "../../lib/net/free-port.ts";
 import { peakRssBytes, rssBytes } from "../lib/proc.ts";
 import { ensureDebianPackages, runWrk } from "../lib/wrk.ts";
 import { ensureCorpus } from "./corpus.ts";
@@ -65,18 +65,6 @@ interface Gateway {
 
 function log(msg: string): void {
   process.stderr.write(`[bench:images] ${msg}\n`);
-}
-
-/** A port free right now (the kernel's pick for port 0), for a child process to bind. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const p = (s.address() as AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
 }
 
 export async function spawnGateway(

@@ -5,10 +5,10 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePort } from "../../lib/net/free-port.ts";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -67,17 +67,6 @@ export function metricExists(name: string, catalog: MetricCatalog): boolean {
   if (catalog.names.has(name)) return true;
   const base = /^(.*)_(bucket|sum|count)$/.exec(name)?.[1];
   return base !== undefined && (catalog.histograms.has(base) || catalog.names.has(base));
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 async function waitForMetrics(url: string, child: ChildProcess, deadlineMs: number, want?: RegExp) {

@@ -5,12 +5,12 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import t from "tap";
 import { parse as parseYaml } from "yaml";
+import { freePort } from "../../lib/net/free-port.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
@@ -126,16 +126,6 @@ t.test("the entrypoint is npm start's command, and the chart runs the npm script
   t.equal(agent[0], "node", "npm run agent runs node, which the image has on PATH");
   t.ok(agent.includes("bin/edgeway.ts"), "and the same entry script");
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitFor(url: string, child: ChildProcess): Promise<Response> {
   const until = Date.now() + 30_000;

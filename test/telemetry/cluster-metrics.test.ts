@@ -1,23 +1,15 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { get } from "node:http";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import t from "tap";
 import { stringify } from "yaml";
+import { freePort } from "../../lib/net/free-port.ts";
 import { startUpstream } from "../helpers/gateway.ts";
 import { pick, scrape, total } from "./prom.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** One request on its own connection, so SO_REUSEPORT spreads them over the workers. */
 function getFresh(port: number, path: string): Promise<number> {

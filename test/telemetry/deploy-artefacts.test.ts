@@ -1,10 +1,10 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import t from "tap";
 import { parse, stringify } from "yaml";
+import { freePort } from "../../lib/net/free-port.ts";
 import { serviceAt, startGateway, startUpstream } from "../helpers/gateway.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -31,14 +31,6 @@ function havePrometheus(): boolean {
 
 const PROMETHEUS = havePrometheus();
 const SKIP = PROMETHEUS ? false : "prometheus/promtool not installable here (.ci/deploy-deps.sh)";
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 t.test(
   "collector config: OTLP in, span metrics before tail sampling that keeps errors, batch out",
