@@ -59,7 +59,11 @@ t.test("docs/configuration.md names every gateway key", async (t) => {
     );
   }
   const missing = undocumented(keys);
-  t.same(missing, [], "every gateway key path has a row in docs/configuration.md (the diff lists rows to add)");
+  t.same(
+    missing,
+    [],
+    "every gateway key path has a row in docs/configuration.md (the diff lists rows to add)",
+  );
 });
 
 t.test("docs/configuration.md names every agent key", async (t) => {
