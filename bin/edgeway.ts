@@ -59,7 +59,13 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    if (err instanceof ConfigError || err instanceof UsageError) {
+    const code = (err as NodeJS.ErrnoException)?.code;
+    if (code === "EADDRINUSE" || code === "EACCES" || code === "EADDRNOTAVAIL") {
+      // A port clash is an operator error, not a bug: say which address, without a stack trace.
+      const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+      process.stderr.write(`edgeway: cannot listen on ${e.address}:${e.port}: ${code}\n`);
+      process.exitCode = 1;
+    } else if (err instanceof ConfigError || err instanceof UsageError) {
       process.stderr.write(`edgeway: ${err.message}\n`);
       process.exitCode = err instanceof UsageError ? 2 : 1;
     } else {

@@ -272,3 +272,21 @@ t.test("the embedded default config: npm start's demo round trip", async (t) => 
   t.match(metrics, /edgeway_http_requests_total\{route="demo",method="GET",status_class="2xx"\} 1/);
   t.equal((await fetch(`http://127.0.0.1:${admin}/healthz`)).status, 200);
 });
+
+t.test("a port already in use: exit 1 with the address, no stack trace", async (t) => {
+  const { createServer } = await import("node:net");
+  const taken = createServer();
+  await new Promise<void>((r) => taken.listen(0, "127.0.0.1", () => r()));
+  t.teardown(() => taken.close());
+  const port = (taken.address() as { port: number }).port;
+  const file = writeConfig({
+    server: { listen: { host: "127.0.0.1", port } },
+    admin: { listen: { host: "127.0.0.1", port: await freePort() } },
+    services: { s: serviceAt("http://127.0.0.1:1") },
+    routes: [{ service: "s" }],
+  });
+  const run = spawnEdgeway(["gateway", "--config", file]);
+  t.equal(await run.exited, 1);
+  t.match(run.output(), new RegExp(`cannot listen on 127.0.0.1:${port}: EADDRINUSE`));
+  t.notMatch(run.output(), /\n\s+at /, "no stack trace");
+});
