@@ -72,5 +72,7 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`edgeway: ${(err as Error)?.stack ?? String(err)}\n`);
       process.exitCode = 1;
     }
+    // Exit now: servers that did start (e.g. the demo origin) must not keep a failed start alive.
+    process.exit(process.exitCode ?? 1);
   },
 );
