@@ -75,6 +75,8 @@ export function clientAddress(remote: string | undefined): string {
 
 export interface ForwardingInfo {
   clientIp: string;
+  /** The client is a trusted proxy: keep its forwarding headers and append to them. */
+  trusted: boolean;
   protocol: "http" | "https";
   host: string;
   via: string;
@@ -86,6 +88,11 @@ export interface ForwardingInfo {
  * to the outgoing headers, in place.
  */
 export function addForwardingHeaders(out: HeaderMap, info: ForwardingInfo): void {
+  if (!info.trusted) {
+    // Only trusted proxies may tell us who the client is; anyone else's claims are dropped, not extended.
+    delete out["x-forwarded-for"];
+    delete out.forwarded;
+  }
   out["x-forwarded-for"] = appendList(out["x-forwarded-for"], info.clientIp);
   out["x-forwarded-proto"] = info.protocol;
   if (info.host) out["x-forwarded-host"] = info.host;

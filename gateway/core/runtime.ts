@@ -48,6 +48,8 @@ export class Runtime {
   readonly routes: RouteRuntime[];
   readonly services = new Map<string, UpstreamService>();
   readonly adminRoutes: AdminRoute[] = [];
+  /** Clients whose forwarding headers are trusted (server.trustForwardedFrom). */
+  readonly trustedProxies: ReadonlySet<string>;
   /** Requests currently using this runtime; the old runtime closes when it reaches 0 after a reload. */
   inflight = 0;
 
@@ -55,6 +57,7 @@ export class Runtime {
     this.config = config;
     this.routes = routes;
     this.services = services;
+    this.trustedProxies = new Set(config.core.server.trustForwardedFrom);
     this.router = new Router(
       routes.map((r) => ({
         host: r.config.match.host,

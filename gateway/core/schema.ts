@@ -110,8 +110,11 @@ export const gatewaySchema = z
         maxHeaderSize: byteSize().prefault("16KiB"),
         /** Name in Via and Server-Timing. */
         name: z.string().default("edgeway"),
-        /** Trusted proxies whose X-Forwarded-For we keep (CIDR-free list of IPs); others' is appended to. */
-        trustForwardedFrom: z.array(z.string()).default([]),
+        /**
+         * Addresses of proxies in front of the gateway (a CDN, a load balancer) whose X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and Forwarded
+         * headers are kept and appended to. From anyone else those headers are dropped: clients cannot spoof them.
+         */
+        trustForwardedFrom: z.array(z.union([z.ipv4(), z.ipv6()])).default([]),
       })
       .prefault({}),
     admin: z
@@ -132,16 +135,6 @@ export const gatewaySchema = z
         listen: listen.prefault({ port: 8081 }),
       })
       .prefault({}),
-    redis: z
-      .strictObject({
-        url: z.string().optional(),
-        /** Sentinel or cluster set-ups: see docs/configuration.md. */
-        sentinels: z.array(z.strictObject({ host: z.string(), port: z.number().int() })).optional(),
-        name: z.string().optional(),
-        cluster: z.array(z.strictObject({ host: z.string(), port: z.number().int() })).optional(),
-        commandTimeout: duration().default(200),
-      })
-      .optional(),
     services: z.record(z.string().regex(/^[a-zA-Z0-9_.-]+$/), serviceSchema),
     routes: z.array(routeSchema).min(1, "at least one route is needed"),
     telemetry: telemetrySchema,

@@ -273,7 +273,14 @@ export class GatewayServer {
     }
 
     const headers = withoutHopByHop(req.headers);
-    addForwardingHeaders(headers, { clientIp, protocol: "http", host: hostHeader, via: this.via, requestId });
+    addForwardingHeaders(headers, {
+      clientIp,
+      trusted: rt.trustedProxies.size > 0 && rt.trustedProxies.has(clientIp),
+      protocol: "http",
+      host: hostHeader,
+      via: this.via,
+      requestId,
+    });
     if (!route.config.preserveHost) delete headers.host;
 
     let path = url;

@@ -4,6 +4,7 @@ import httpProxy from "http-proxy";
 import { addForwardingHeaders, clientAddress, requestIdFor } from "./headers.ts";
 import type { RouteRuntime } from "./runtime.ts";
 import { type GatewayServer, rawProblem } from "./server.ts";
+import type { HeaderMap } from "./types.ts";
 
 let proxy: httpProxy | undefined;
 function wsProxy(): httpProxy {
@@ -35,15 +36,15 @@ export function handleUpgrade(
     return;
   }
   const requestId = requestIdFor(req.headers["x-request-id"]);
-  const extra: Record<string, string | string[] | undefined> = {};
-  addForwardingHeaders(extra, {
-    clientIp: clientAddress(req.socket.remoteAddress),
+  const clientIp = clientAddress(req.socket.remoteAddress);
+  addForwardingHeaders(req.headers as HeaderMap, {
+    clientIp,
+    trusted: gw.runtime.trustedProxies.has(clientIp),
     protocol: "http",
     host: req.headers.host ?? "",
     via: `1.1 ${gw.runtime.config.core.server.name}`,
     requestId,
   });
-  for (const k in extra) req.headers[k] = extra[k] as string;
   if (route.config.stripPrefix || route.config.rewritePrefix) {
     const prefix = route.prefix === "/" ? "" : route.prefix.replace(/\/$/, "");
     const rest = (req.url ?? "/").slice(prefix.length) || "/";

@@ -20,7 +20,12 @@ async function rawRequest(port: number, text: string): Promise<string> {
   });
 }
 
-async function echoGateway(t: Test, routeExtra: Record<string, unknown> = {}, upstream?: TestUpstream) {
+async function echoGateway(
+  t: Test,
+  routeExtra: Record<string, unknown> = {},
+  upstream?: TestUpstream,
+  server: Record<string, unknown> = {},
+) {
   const up =
     upstream ??
     (await startUpstream((req, res) => {
@@ -34,6 +39,7 @@ async function echoGateway(t: Test, routeExtra: Record<string, unknown> = {}, up
       });
     }));
   const gw = await startGateway({
+    server,
     services: { s: serviceAt(up.url) },
     routes: [{ match: { path: "/" }, service: "s", ...routeExtra }],
   });
@@ -76,27 +82,44 @@ t.test("hop-by-hop headers are removed both ways, including those named in Conne
   t.notMatch(head, /keep-alive: timeout=5/i);
 });
 
-t.test("X-Forwarded-*, Forwarded and Via are appended; a valid X-Request-Id is kept", async (t) => {
+t.test(
+  "X-Forwarded-*, Forwarded and Via are appended for a trusted proxy; a valid X-Request-Id is kept",
+  async (t) => {
+    const { gw } = await echoGateway(t, {}, undefined, { trustForwardedFrom: ["127.0.0.1"] });
+    const res = await request(`${gw.url}/f`, {
+      headers: {
+        "x-forwarded-for": "203.0.113.9",
+        forwarded: "for=203.0.113.9",
+        via: "1.1 cdn",
+        "x-request-id": "req-12345678",
+      },
+    });
+    const body = (await res.body.json()) as { headers: Record<string, string> };
+    t.equal(body.headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    t.equal(
+      body.headers.forwarded,
+      `for=203.0.113.9, for=127.0.0.1;proto=http;host="${new URL(gw.url).host}"`,
+    );
+    t.equal(body.headers.via, "1.1 cdn, 1.1 edgeway");
+    t.equal(body.headers["x-forwarded-proto"], "http");
+    t.equal(body.headers["x-forwarded-host"], new URL(gw.url).host);
+    t.equal(body.headers["x-request-id"], "req-12345678");
+    t.equal(res.headers["x-request-id"], "req-12345678");
+    const bad = await request(`${gw.url}/f`, { headers: { "x-request-id": "bad id with spaces" } });
+    const b2 = (await bad.body.json()) as { headers: Record<string, string> };
+    t.match(b2.headers["x-request-id"], /^[0-9a-f-]{36}$/, "an invalid id is replaced");
+  },
+);
+
+t.test("forwarding headers from an untrusted client are dropped, not extended", async (t) => {
   const { gw } = await echoGateway(t);
   const res = await request(`${gw.url}/f`, {
-    headers: {
-      "x-forwarded-for": "203.0.113.9",
-      forwarded: "for=203.0.113.9",
-      via: "1.1 cdn",
-      "x-request-id": "req-12345678",
-    },
+    headers: { "x-forwarded-for": "203.0.113.9", forwarded: "for=203.0.113.9", "x-forwarded-proto": "https" },
   });
   const body = (await res.body.json()) as { headers: Record<string, string> };
-  t.equal(body.headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
-  t.equal(body.headers.forwarded, `for=203.0.113.9, for=127.0.0.1;proto=http;host="${new URL(gw.url).host}"`);
-  t.equal(body.headers.via, "1.1 cdn, 1.1 edgeway");
+  t.equal(body.headers["x-forwarded-for"], "127.0.0.1", "the spoofed address is gone");
+  t.equal(body.headers.forwarded, `for=127.0.0.1;proto=http;host="${new URL(gw.url).host}"`);
   t.equal(body.headers["x-forwarded-proto"], "http");
-  t.equal(body.headers["x-forwarded-host"], new URL(gw.url).host);
-  t.equal(body.headers["x-request-id"], "req-12345678");
-  t.equal(res.headers["x-request-id"], "req-12345678");
-  const bad = await request(`${gw.url}/f`, { headers: { "x-request-id": "bad id with spaces" } });
-  const b2 = (await bad.body.json()) as { headers: Record<string, string> };
-  t.match(b2.headers["x-request-id"], /^[0-9a-f-]{36}$/, "an invalid id is replaced");
 });
 
 t.test("strip-prefix and rewrite-prefix", async (t) => {
