@@ -104,19 +104,8 @@ const GRAVITY_ALIASES: Record<string, Gravity> = {
   bottom: "south",
   left: "west",
 };
-for (const g of [
-  "north",
-  "northeast",
-  "east",
-  "southeast",
-  "south",
-  "southwest",
-  "west",
-  "northwest",
-  "attention",
-  "entropy",
-])
-  GRAVITY_ALIASES[g] = g as Gravity;
+// Every gravity is also its own alias ("center" is already in the table, under its short forms too).
+for (const g of GRAVITIES) GRAVITY_ALIASES[g] ??= g;
 
 const INT = /^\d{1,5}$/;
 const DECIMAL = /^\d{1,2}(?:\.\d{1,3})?$/;
