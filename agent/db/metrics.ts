@@ -1,4 +1,4 @@
-import { type Sample, SnapshotMetric } from "../metrics/snapshot-metric.ts";
+import { type Sample, SnapshotMetric, single, snapshotMetrics } from "../metrics/snapshot-metric.ts";
 import type { InsightSnapshot, PgSnapshot } from "./collect.ts";
 
 const P = "edgeway_pg_";
@@ -15,16 +15,7 @@ export function pgMetrics(state: {
     type: "gauge" | "counter",
     help: string,
     samples: (s: S) => readonly Sample[] | undefined,
-  ) =>
-    new SnapshotMetric({
-      name: P + name,
-      help,
-      type,
-      samples: () => {
-        const s = source();
-        return (s && samples(s)) ?? [];
-      },
-    });
+  ) => snapshotMetrics(P, source)(name, type, help, samples);
   const pgm = (
     name: string,
     type: "gauge" | "counter",
@@ -37,8 +28,7 @@ export function pgMetrics(state: {
     help: string,
     f: (s: InsightSnapshot) => readonly Sample[] | undefined,
   ) => m(state.insight, name, type, help, f);
-  const one = (v: number | undefined): Sample[] =>
-    v === undefined || !Number.isFinite(v) ? [] : [{ value: v }];
+  const one = single;
   const perDb = (f: (d: PgSnapshot["databases"][number]) => number) => (s: PgSnapshot) =>
     s.databases.map((d) => ({ labels: { datname: d.datname }, value: f(d) }));
   const positions = ["sent", "write", "flush", "replay"] as const;

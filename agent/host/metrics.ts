@@ -1,5 +1,4 @@
-import type { Sample } from "../metrics/snapshot-metric.ts";
-import { SnapshotMetric } from "../metrics/snapshot-metric.ts";
+import { type Sample, type SnapshotMetric, single, snapshotMetrics } from "../metrics/snapshot-metric.ts";
 import type { HostSnapshot } from "./collect.ts";
 
 const P = "edgeway_host_";
@@ -12,23 +11,8 @@ export function hostMetrics(latest: () => HostSnapshot | undefined): {
   fixed: SnapshotMetric[];
   meminfo: (field: string) => SnapshotMetric;
 } {
-  const m = (
-    name: string,
-    type: "gauge" | "counter",
-    help: string,
-    samples: (s: HostSnapshot) => readonly Sample[] | undefined,
-  ) =>
-    new SnapshotMetric({
-      name: P + name,
-      help,
-      type,
-      samples: () => {
-        const s = latest();
-        return (s && samples(s)) ?? [];
-      },
-    });
-  const one = (v: number | undefined): Sample[] =>
-    v === undefined || !Number.isFinite(v) ? [] : [{ value: v }];
+  const m = snapshotMetrics(P, latest);
+  const one = single;
   const perDev = <T extends { device: string }>(
     rows: T[] | undefined,
     pick: (r: T) => number,

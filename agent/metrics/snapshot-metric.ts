@@ -46,3 +46,30 @@ export class SnapshotMetric {
 export function registerSnapshotMetrics(registry: Registry, metrics: SnapshotMetric[]): void {
   for (const m of metrics) registry.registerMetric(m as never);
 }
+
+/**
+ * A factory of metrics named `prefix + name` whose samples are derived from `source()` at scrape time;
+ * while the source has no snapshot the metric is absent.
+ */
+export function snapshotMetrics<S>(prefix: string, source: () => S | undefined) {
+  return (
+    name: string,
+    type: "gauge" | "counter",
+    help: string,
+    samples: (s: S) => readonly Sample[] | undefined,
+  ): SnapshotMetric =>
+    new SnapshotMetric({
+      name: prefix + name,
+      help,
+      type,
+      samples: () => {
+        const s = source();
+        return (s && samples(s)) ?? [];
+      },
+    });
+}
+
+/** One unlabelled sample, or none for a missing or non-finite reading. */
+export function single(v: number | undefined): Sample[] {
+  return v === undefined || !Number.isFinite(v) ? [] : [{ value: v }];
+}
