@@ -5,7 +5,6 @@ import { traceContextPropagator } from "../../../lib/telemetry/index.ts";
 import type { GatewayMetrics } from "../../telemetry/metrics.ts";
 import { redactTarget } from "../../telemetry/redact.ts";
 import { ClientExchange } from "../exchange.ts";
-import { withoutHopByHop } from "../headers.ts";
 import { GatewayError } from "../problem.ts";
 import type { TimeoutsConfig } from "../schema.ts";
 import type { Exchange, GatewayResponse, Handler } from "../types.ts";
@@ -15,8 +14,6 @@ import type { UpstreamService } from "./service.ts";
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 
-/** The gateway answers `Expect: 100-continue` itself (Node does), and undici refuses the field. */
-const DROP_UPSTREAM = new Set(["expect"]);
 
 export type FailureKind =
   | "connect"
@@ -142,7 +139,11 @@ export function createDispatcher(r: RouteUpstream): Handler {
       throw new GatewayError(413, "body_too_large", `request body exceeds ${r.maxBodySize} bytes`);
     }
     const replayable = body === null || Buffer.isBuffer(body);
-    const headers = withoutHopByHop(req.headers, DROP_UPSTREAM);
+    // The server already removed hop-by-hop fields when it built these headers: adjust them in place
+    // rather than copying them again on every request.
+    const headers = req.headers;
+    // The gateway answers `Expect: 100-continue` itself (Node does), and undici refuses the field.
+    delete headers.expect;
     // undici frames buffered bodies itself; a streamed client body keeps its declared length.
     if (body === null || Buffer.isBuffer(body)) delete headers["content-length"];
     // Trailers reach the client only if the upstream knows the client accepts them.
