@@ -75,7 +75,6 @@ export class Runtime {
       metrics: GatewayMetrics;
       endpoints: EndpointPool;
       shared: SharedRegistry;
-      withAdmin: boolean;
     },
   ): Promise<Runtime> {
     const { core } = config;
@@ -128,21 +127,20 @@ export class Runtime {
       throw err;
     }
     const rt = new Runtime(config, routes, services);
-    if (deps.withAdmin) {
-      const seen = new Set<string>();
-      for (const specs of config.routeFilters) {
-        for (const spec of specs) {
-          if (seen.has(spec.factory.name) || !spec.factory.admin) continue;
-          seen.add(spec.factory.name);
-          rt.adminRoutes.push(
-            ...spec.factory.admin({
-              global: config.globals.get(spec.factory.name),
-              telemetry: deps.telemetry,
-              logger: logger.child({ filter: spec.factory.name }),
-              shared: (key, init) => deps.shared.get(`${spec.factory.name}:${key}`, init),
-            }),
-          );
-        }
+    // Each feature's admin endpoints, once per process, whatever number of routes use it.
+    const seen = new Set<string>();
+    for (const specs of config.routeFilters) {
+      for (const spec of specs) {
+        if (seen.has(spec.factory.name) || !spec.factory.admin) continue;
+        seen.add(spec.factory.name);
+        rt.adminRoutes.push(
+          ...spec.factory.admin({
+            global: config.globals.get(spec.factory.name),
+            telemetry: deps.telemetry,
+            logger: logger.child({ filter: spec.factory.name }),
+            shared: (key, init) => deps.shared.get(`${spec.factory.name}:${key}`, init),
+          }),
+        );
       }
     }
     return rt;

@@ -155,7 +155,6 @@ export class GatewayServer {
       metrics: this.metrics,
       endpoints: this.endpoints,
       shared: this.shared,
-      withAdmin: true,
     };
   }
 

@@ -14,7 +14,6 @@ import type { UpstreamService } from "./service.ts";
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 
-
 export type FailureKind =
   | "connect"
   | "reset"
