@@ -41,7 +41,7 @@ import {
 import { verifySignature } from "./sign.ts";
 import { directorySource, remoteSource, type SourceRef, upstreamSource } from "./sources.ts";
 import { buildSrcset, pictureMarkup } from "./srcset.ts";
-import { looksLikeSvg, probeSource, transformImage } from "./transform.ts";
+import { looksLikeSvg, outputColour, probeSource, transformImage } from "./transform.ts";
 
 /** SVG is served as-is: scripts, plugins, forms and navigation are blocked by this policy and sandbox. */
 export const SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox";
@@ -300,6 +300,7 @@ function imageHandler(
                   "edgeway.image.format": format,
                   "edgeway.image.source_width": info.width,
                   "edgeway.image.width": geo.width,
+                  "edgeway.image.colour": outputColour(info, format, cfg),
                   "edgeway.image.background": background,
                 },
               },

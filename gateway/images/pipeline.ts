@@ -14,7 +14,7 @@ import type { ImagesGlobal } from "./schema.ts";
 import { remoteAgent, type SourceRef, SourceValidators } from "./sources.ts";
 
 /** Bumped when the pipeline's output for the same inputs changes (part of every variant key). */
-const PIPELINE_VERSION = "1";
+const PIPELINE_VERSION = "2";
 
 /** A Map that forgets its oldest entries past `max`. */
 export class BoundedMap<K, V> extends Map<K, V> {
@@ -58,8 +58,9 @@ export class ImagePipeline {
       ?.whenReady()
       .catch((err) => logger.error({ err, dir: cfg.cache.dir }, "image disk cache unusable"));
     this.queue = new BoundedQueue(cfg.limits.concurrency, cfg.limits.queue);
-    // Encoder settings and library versions are part of every key: changing them never serves old bytes.
-    this.keyBase = JSON.stringify([PIPELINE_VERSION, sharp.versions, cfg.encoders]);
+    // Everything global that changes output bytes is part of every key (encoder settings, the wide-gamut
+    // choice, library versions): changing any of them never serves old bytes.
+    this.keyBase = JSON.stringify([PIPELINE_VERSION, sharp.versions, cfg.encoders, cfg.wideGamut]);
   }
 
   get agent(): Agent {

@@ -61,6 +61,13 @@ export const imagesGlobalSchema = z.strictObject({
     .default(DEFAULT_ASPECTS),
   /** Per-format encoder settings; each format's quality applies when the URL has no `q`. */
   encoders,
+  /**
+   * Sources whose ICC profile is wider than sRGB (Display P3, Adobe RGB…): `p3` converts them to Display P3
+   * and embeds a 480-byte P3 profile (formats that carry one: AVIF, WebP, JPEG, PNG); `srgb` converts them to
+   * sRGB with no profile (smallest, clips the colours outside sRGB). sRGB and untagged sources always get
+   * sRGB with no profile.
+   */
+  wideGamut: z.enum(["p3", "srgb"]).default("p3"),
   limits: z
     .strictObject({
       /** Largest source accepted, in bytes (read with a cap, never buffered past it). */

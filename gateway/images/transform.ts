@@ -4,6 +4,7 @@
  */
 import sharp, { type Metadata } from "sharp";
 import { GatewayError } from "../core/problem.ts";
+import { type Gamut, iccGamut } from "./colour.ts";
 import type { Fit, Gravity, OutputFormat, SourceFormat } from "./params.ts";
 import type { ImagesGlobal } from "./schema.ts";
 
@@ -14,6 +15,8 @@ export interface SourceInfo {
   height: number;
   animated: boolean;
   hasAlpha: boolean;
+  /** The gamut of the embedded ICC profile (`srgb` when there is none). */
+  gamut: Gamut;
 }
 
 /** MIME types a declared type (Content-Type or file extension) may name for each detected format. */
@@ -132,6 +135,7 @@ export async function probeSource(
     height: oriented.height,
     animated: pages > 1 && (format === "gif" || format === "webp"),
     hasAlpha: meta.hasAlpha ?? false,
+    gamut: iccGamut(meta.icc),
   };
 }
 
@@ -145,9 +149,28 @@ export interface TransformSpec {
   quality: number | undefined;
 }
 
+/** Output formats that can carry an ICC profile (GIF cannot). */
+const TAGGABLE: ReadonlySet<OutputFormat> = new Set(["avif", "webp", "jpeg", "png"]);
+
 /**
- * One variant: auto-rotate from EXIF, resize (never up), convert to sRGB, strip metadata (sharp's
- * default: no EXIF/XMP, no ICC since the pixels are sRGB), and encode with the per-format settings.
+ * The output colour space: Display P3 with sharp's 480-byte built-in profile for a wide-gamut source
+ * when `images.wideGamut` is `p3` and the format can carry a profile; else sRGB with no profile.
+ */
+export function outputColour(
+  info: Pick<SourceInfo, "gamut">,
+  format: OutputFormat,
+  cfg: Pick<ImagesGlobal, "wideGamut">,
+): "p3" | "srgb" {
+  return info.gamut === "wide" && cfg.wideGamut === "p3" && TAGGABLE.has(format) ? "p3" : "srgb";
+}
+
+/**
+ * One variant: auto-rotate from EXIF, resize (never up), convert the colours (see outputColour), strip
+ * the other metadata (EXIF, XMP), and encode with the per-format settings.
+ *
+ * For P3 output the embedded profile is not imported at load (sharp would import it into sRGB there and
+ * clip the wide colours); the resized pixels go through one transform, from the embedded profile straight
+ * to P3, at the end. JPEG shrink-on-load still applies.
  */
 export async function transformImage(
   bytes: Buffer,
@@ -157,11 +180,13 @@ export async function transformImage(
 ): Promise<{ body: Buffer; width: number; height: number }> {
   const enc = cfg.encoders;
   const opaque = spec.format === "jpeg";
+  const colour = outputColour(info, spec.format, cfg);
   let img = sharp(bytes, {
     limitInputPixels: cfg.limits.maxInputPixels,
     failOn: "error",
     animated: info.animated,
     sequentialRead: true,
+    ignoreIcc: colour === "p3",
   })
     .timeout({ seconds: Math.max(1, Math.ceil(cfg.limits.transformTimeout / 1000)) })
     .autoOrient()
@@ -181,6 +206,7 @@ export async function transformImage(
       background: opaque ? { r: 255, g: 255, b: 255, alpha: 1 } : { r: 0, g: 0, b: 0, alpha: 0 },
     })
     .toColourspace("srgb");
+  if (colour === "p3") img = img.withIccProfile("p3");
   if (opaque && info.hasAlpha) img = img.flatten({ background: "#ffffff" });
   switch (spec.format) {
     case "avif":
