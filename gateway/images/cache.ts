@@ -19,9 +19,9 @@ export interface Variant {
 
 type Meta = Omit<Variant, "body"> & { size: number };
 
-/** Least-recently-used map bounded by total bytes (Map iteration order is insertion order). */
-export class MemoryLru {
-  private readonly items = new Map<string, Variant>();
+/** Least-recently-used map bounded by the total bytes of its bodies (Map iteration order is insertion order). */
+export class MemoryLru<V extends { body: Buffer } = Variant> {
+  private readonly items = new Map<string, V>();
   private used = 0;
   readonly capacity: number;
   constructor(capacity: number) {
@@ -33,7 +33,7 @@ export class MemoryLru {
   get size(): number {
     return this.items.size;
   }
-  get(key: string): Variant | undefined {
+  get(key: string): V | undefined {
     const v = this.items.get(key);
     if (v) {
       this.items.delete(key);
@@ -41,7 +41,7 @@ export class MemoryLru {
     }
     return v;
   }
-  set(key: string, v: Variant): void {
+  set(key: string, v: V): void {
     if (v.body.length > this.capacity / 4) return; // one huge item would flush everything else
     const old = this.items.get(key);
     if (old) {

@@ -178,12 +178,12 @@ function imageHandler(
           allowPrivate: cfg.remote.allowPrivateAddresses,
           maxRedirects: cfg.remote.maxRedirects,
           maxBytes: max,
+          store: pipe.sources,
         });
       default:
         return upstreamSource(ex, next, {
           sourcePath: `/${segmentsOf(ex.request.path).map(encodeURIComponent).join("/")}`,
-          validators: pipe.validators,
-          revalidateAfter: cfg.cache.revalidateAfter,
+          store: pipe.sources,
           maxBytes: max,
         });
     }

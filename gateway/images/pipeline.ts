@@ -11,7 +11,7 @@ import { Coalescer, DiskStore, MemoryLru, type Variant } from "./cache.ts";
 import type { ImageMetrics } from "./metrics.ts";
 import { BoundedQueue, QueueFullError } from "./queue.ts";
 import type { ImagesGlobal } from "./schema.ts";
-import { remoteAgent, type SourceRef, SourceValidators } from "./sources.ts";
+import { remoteAgent, type SourceRef, SourceStore } from "./sources.ts";
 
 /** Bumped when the pipeline's output for the same inputs changes (part of every variant key). */
 const PIPELINE_VERSION = "2";
@@ -38,7 +38,8 @@ export class ImagePipeline {
   readonly memory: MemoryLru;
   readonly disk: DiskStore | undefined;
   readonly queue: BoundedQueue;
-  readonly validators = new SourceValidators();
+  /** Fetched sources (upstream and remote): validators, revalidation, recently fetched bytes. */
+  readonly sources: SourceStore;
   /** Recently stat'ed directory sources (bounded; entries expire in the filter after a second). */
   readonly files = new BoundedMap<string, { ref: SourceRef; at: number }>(10_000);
   readonly metrics: ImageMetrics;
@@ -58,6 +59,7 @@ export class ImagePipeline {
       ?.whenReady()
       .catch((err) => logger.error({ err, dir: cfg.cache.dir }, "image disk cache unusable"));
     this.queue = new BoundedQueue(cfg.limits.concurrency, cfg.limits.queue);
+    this.sources = new SourceStore({ revalidateAfter: cfg.cache.revalidateAfter, bytes: cfg.cache.sources });
     // Everything global that changes output bytes is part of every key (encoder settings, the wide-gamut
     // choice, library versions): changing any of them never serves old bytes.
     this.keyBase = JSON.stringify([PIPELINE_VERSION, sharp.versions, cfg.encoders, cfg.wideGamut]);

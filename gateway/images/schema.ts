@@ -92,8 +92,13 @@ export const imagesGlobalSchema = z.strictObject({
       dir: z.string().min(1).default(join(tmpdir(), "edgeway-images")),
       /** Disk store cap (LRU eviction). 0 disables the disk store. */
       disk: byteSize().prefault("2GiB"),
-      /** How long an upstream source is trusted before a conditional request revalidates it. */
+      /** How long a fetched (upstream or remote) source is trusted before a conditional request revalidates it. */
       revalidateAfter: duration().default(60_000),
+      /**
+       * Recently fetched upstream/remote source bytes kept in memory (LRU by bytes), so a new variant of a
+       * source that revalidates with 304 needs no full fetch. 0 disables it.
+       */
+      sources: byteSize().prefault("64MiB"),
     })
     .prefault({}),
   /** Cache-Control on image responses: `versioned` applies when the URL has `v=`. */

@@ -12,6 +12,7 @@ import type { Readable } from "node:stream";
 import { Agent, request } from "undici";
 import { GatewayError } from "../core/problem.ts";
 import type { Body, Exchange, Handler } from "../core/types.ts";
+import { MemoryLru } from "./cache.ts";
 import { EXTENSION_TYPES } from "./transform.ts";
 
 export interface SourceRef {
@@ -107,8 +108,9 @@ export async function directorySource(
   };
 }
 
-// ---- upstream -----------------------------------------------------------------------------------
+// ---- revalidation (upstream and remote) ------------------------------------------------------------
 
+/** The validators a source answered with, and what they make its identity. */
 interface Validators {
   identity: string;
   etag: string | undefined;
@@ -117,22 +119,126 @@ interface Validators {
   checkedAt: number;
 }
 
-/** What the gateway knows about upstream sources: validators and when they were last checked. */
-export class SourceValidators {
-  private readonly items = new Map<string, Validators>();
-  readonly max: number;
-  constructor(max = 50_000) {
-    this.max = max;
+/** One fetch of a fetched source: the bytes with their validators (200), or 304 Not Modified. */
+export type Fetched =
+  | {
+      status: "ok";
+      bytes: Buffer;
+      etag: string | undefined;
+      lastModified: string | undefined;
+      declaredType: string | undefined;
+    }
+  | { status: "not-modified" };
+
+/**
+ * Fetches a source: in full when `conditional` is undefined, else with If-None-Match/If-Modified-Since
+ * from it. Anything but 200 or 304 is thrown as a GatewayError.
+ */
+export type Fetcher = (
+  conditional: { etag: string | undefined; lastModified: string | undefined } | undefined,
+) => Promise<Fetched>;
+
+/**
+ * What the gateway knows about fetched sources (the route's upstream and remote hosts alike): their
+ * validators, when they were last checked, and recently fetched bytes. This is the one place where
+ * sources are revalidated:
+ * - checked less than `revalidateAfter` ago: trusted, no request;
+ * - older, with an ETag or Last-Modified: a conditional request; a 304 keeps the identity, so cached
+ *   variants are served and a new variant reuses the cached bytes (no full fetch while they are in
+ *   memory);
+ * - a 200 (changed, or no validators to ask with): a new identity when the validators (or, without
+ *   any, the content hash) changed, hence new variants.
+ */
+export class SourceStore {
+  private readonly validators = new Map<string, Validators>();
+  private readonly bytes: MemoryLru<{ body: Buffer }>;
+  readonly maxEntries: number;
+  readonly revalidateAfter: number;
+  constructor(opts: { revalidateAfter: number; bytes: number; maxEntries?: number }) {
+    this.revalidateAfter = opts.revalidateAfter;
+    this.bytes = new MemoryLru(opts.bytes);
+    this.maxEntries = opts.maxEntries ?? 50_000;
   }
-  get(key: string): Validators | undefined {
-    return this.items.get(key);
+
+  /** Bytes held in memory (the source byte cache). */
+  get heldBytes(): number {
+    return this.bytes.bytes;
   }
-  set(key: string, v: Validators): void {
-    this.items.delete(key);
-    this.items.set(key, v);
-    if (this.items.size > this.max) this.items.delete(this.items.keys().next().value!);
+
+  private remember(key: string, v: Validators): void {
+    this.validators.delete(key);
+    this.validators.set(key, v);
+    if (this.validators.size > this.maxEntries) this.validators.delete(this.validators.keys().next().value!);
+  }
+
+  private accept(key: string, res: Extract<Fetched, { status: "ok" }>): Validators {
+    const { bytes, etag, lastModified } = res;
+    const id = etag
+      ? `etag:${etag}`
+      : lastModified
+        ? `lm:${lastModified}`
+        : `sha:${createHash("sha256").update(bytes).digest("hex")}`;
+    const v: Validators = {
+      identity: `${key}:${id}`,
+      etag,
+      lastModified,
+      declaredType: res.declaredType,
+      checkedAt: Date.now(),
+    };
+    // Without validators every check is a full fetch anyway; the hash identity is kept for its TTL.
+    this.remember(key, v);
+    this.bytes.set(v.identity, { body: bytes });
+    return v;
+  }
+
+  /** The source named `key` (unique per source, e.g. "up:<route>\n<host>\n<path>"), revalidated as above. */
+  async open(key: string, fetch: Fetcher): Promise<SourceRef> {
+    const known = this.validators.get(key);
+    const loadFull = async (): Promise<Buffer> => {
+      const res = await fetch(undefined);
+      if (res.status !== "ok")
+        throw new GatewayError(
+          502,
+          "image_source_error",
+          "the source answered 304 to an unconditional request",
+        );
+      this.accept(key, res);
+      return res.bytes;
+    };
+    const reuse = (v: Validators): SourceRef => ({
+      identity: v.identity,
+      declaredType: v.declaredType,
+      bytes: undefined,
+      load: async () => this.bytes.get(v.identity)?.body ?? loadFull(),
+    });
+    if (known && Date.now() - known.checkedAt < this.revalidateAfter) return reuse(known);
+    const conditional =
+      known && (known.etag || known.lastModified)
+        ? { etag: known.etag, lastModified: known.lastModified }
+        : undefined;
+    const res = await fetch(conditional);
+    if (res.status === "not-modified") {
+      if (!known || !conditional)
+        throw new GatewayError(
+          502,
+          "image_source_error",
+          "the source answered 304 to an unconditional request",
+        );
+      const v = { ...known, checkedAt: Date.now() };
+      this.remember(key, v);
+      return reuse(v);
+    }
+    const v = this.accept(key, res);
+    return {
+      identity: v.identity,
+      declaredType: v.declaredType,
+      bytes: res.bytes,
+      load: async () => res.bytes,
+    };
   }
 }
+
+// ---- upstream -----------------------------------------------------------------------------------
 
 const CLIENT_ONLY = [
   "if-none-match",
@@ -149,35 +255,26 @@ function one(h: string | string[] | undefined): string | undefined {
 
 /**
  * The route's upstream, called through `next` with the request rewritten to the bare source path (no
- * image parameters) and conditional headers from the last answer. A source checked less than
- * `revalidateAfter` ago is trusted without a request; an unchanged one costs a 304, not the bytes.
+ * image parameters, none of the client's conditional or range headers), revalidated by the SourceStore.
  */
 export async function upstreamSource(
   ex: Exchange,
   next: Handler,
-  opts: { sourcePath: string; validators: SourceValidators; revalidateAfter: number; maxBytes: number },
+  opts: { sourcePath: string; store: SourceStore; maxBytes: number },
 ): Promise<SourceRef> {
-  const key = `${ex.routeName}\n${ex.host}\n${opts.sourcePath}`;
-  const known = opts.validators.get(key);
-
-  const call = async (conditional: boolean) => {
+  const key = `up:${ex.routeName}\n${ex.host}\n${opts.sourcePath}`;
+  return opts.store.open(key, async (conditional) => {
     const headers = { ...ex.request.headers };
     for (const h of CLIENT_ONLY) delete headers[h];
     headers.accept = "image/avif,image/webp,image/*;q=0.9,*/*;q=0.5";
     delete headers["accept-encoding"];
-    if (conditional && known?.etag) headers["if-none-match"] = known.etag;
-    if (conditional && known?.lastModified) headers["if-modified-since"] = known.lastModified;
-    const copy: Exchange = {
-      ...ex,
-      request: { method: "GET", path: opts.sourcePath, headers, body: null },
-    };
-    return next(copy);
-  };
-  const fetchFull = async (): Promise<{ bytes: Buffer; v: Validators }> => {
-    const res = await call(false);
-    return accept(res);
-  };
-  const accept = async (res: Awaited<ReturnType<Handler>>): Promise<{ bytes: Buffer; v: Validators }> => {
+    if (conditional?.etag) headers["if-none-match"] = conditional.etag;
+    if (conditional?.lastModified) headers["if-modified-since"] = conditional.lastModified;
+    const res = await next({ ...ex, request: { method: "GET", path: opts.sourcePath, headers, body: null } });
+    if (res.status === 304 && conditional) {
+      drain(res.body);
+      return { status: "not-modified" };
+    }
     if (res.status === 404 || res.status === 410) {
       drain(res.body);
       throw new GatewayError(404, "image_not_found", "the origin has no such image");
@@ -204,40 +301,14 @@ export async function upstreamSource(
       drain(res.body);
       throw tooLarge(opts.maxBytes);
     }
-    const bytes = await readCapped(res.body, opts.maxBytes);
-    const etag = one(res.headers.etag);
-    const lastModified = one(res.headers["last-modified"]);
-    const identity = `up:${key}:${
-      etag
-        ? `etag:${etag}`
-        : lastModified
-          ? `lm:${lastModified}`
-          : `sha:${createHash("sha256").update(bytes).digest("hex")}`
-    }`;
-    const v: Validators = {
-      identity,
-      etag,
-      lastModified,
+    return {
+      status: "ok",
+      bytes: await readCapped(res.body, opts.maxBytes),
+      etag: one(res.headers.etag),
+      lastModified: one(res.headers["last-modified"]),
       declaredType: one(res.headers["content-type"]),
-      checkedAt: Date.now(),
     };
-    // Without validators every check is a full fetch anyway; keep the hash identity for its TTL.
-    opts.validators.set(key, v);
-    return { bytes, v };
-  };
-  const loadBytes = async () => (await fetchFull()).bytes;
-
-  if (known && Date.now() - known.checkedAt < opts.revalidateAfter) {
-    return { identity: known.identity, declaredType: known.declaredType, bytes: undefined, load: loadBytes };
-  }
-  const res = await call(Boolean(known?.etag || known?.lastModified));
-  if (res.status === 304 && known) {
-    drain(res.body);
-    opts.validators.set(key, { ...known, checkedAt: Date.now() });
-    return { identity: known.identity, declaredType: known.declaredType, bytes: undefined, load: loadBytes };
-  }
-  const { bytes, v } = await accept(res);
-  return { identity: v.identity, declaredType: v.declaredType, bytes, load: async () => bytes };
+  });
 }
 
 // ---- remote -------------------------------------------------------------------------------------
@@ -313,7 +384,11 @@ export function remoteAgent(allowPrivate: boolean, timeout: number): Agent {
   return new Agent({ connect: { lookup, timeout }, headersTimeout: timeout, bodyTimeout: timeout });
 }
 
-/** A remote source: redirects followed by hand, each hop checked against the allow-list and SSRF guard. */
+/**
+ * A remote source: redirects followed by hand, each hop checked against the allow-list and SSRF guard,
+ * revalidated by the SourceStore like upstream sources (conditional headers go on every hop; the 304
+ * comes from the final one).
+ */
 export async function remoteSource(
   url: string,
   opts: {
@@ -322,9 +397,16 @@ export async function remoteSource(
     allowPrivate: boolean;
     maxRedirects: number;
     maxBytes: number;
+    store: SourceStore;
   },
 ): Promise<SourceRef> {
-  const fetchOnce = async (): Promise<{ bytes: Buffer; type: string | undefined; id: string }> => {
+  return opts.store.open(`remote:${url}`, async (conditional) => {
+    const headers: Record<string, string> = {
+      accept: "image/avif,image/webp,image/*;q=0.9",
+      "user-agent": "edgeway-images",
+    };
+    if (conditional?.etag) headers["if-none-match"] = conditional.etag;
+    if (conditional?.lastModified) headers["if-modified-since"] = conditional.lastModified;
     let current = new URL(url);
     for (let hop = 0; ; hop++) {
       if (!hostAllowed(current.hostname, opts.hosts))
@@ -342,11 +424,7 @@ export async function remoteSource(
         );
       let res: Awaited<ReturnType<typeof request>>;
       try {
-        res = await request(current, {
-          dispatcher: opts.agent,
-          method: "GET",
-          headers: { accept: "image/avif,image/webp,image/*;q=0.9", "user-agent": "edgeway-images" },
-        });
+        res = await request(current, { dispatcher: opts.agent, method: "GET", headers });
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === "EPRIVATEADDR")
@@ -354,6 +432,10 @@ export async function remoteSource(
         throw new GatewayError(502, "image_source_error", "the remote image host could not be reached", {
           cause: err,
         });
+      }
+      if (res.statusCode === 304 && conditional) {
+        res.body.resume();
+        return { status: "not-modified" };
       }
       if (res.statusCode >= 300 && res.statusCode < 400 && res.headers.location) {
         res.body.resume();
@@ -372,21 +454,18 @@ export async function remoteSource(
         res.body.resume();
         throw new GatewayError(502, "image_source_error", `the remote host answered ${res.statusCode}`);
       }
-      const bytes = await readCapped(res.body as unknown as Readable, opts.maxBytes);
-      const etag = one(res.headers.etag);
-      const lm = one(res.headers["last-modified"]);
+      const declared = Number(one(res.headers["content-length"]));
+      if (Number.isFinite(declared) && declared > opts.maxBytes) {
+        res.body.destroy();
+        throw tooLarge(opts.maxBytes);
+      }
       return {
-        bytes,
-        type: one(res.headers["content-type"]),
-        id: etag ?? lm ?? createHash("sha256").update(bytes).digest("hex"),
+        status: "ok",
+        bytes: await readCapped(res.body as unknown as Readable, opts.maxBytes),
+        etag: one(res.headers.etag),
+        lastModified: one(res.headers["last-modified"]),
+        declaredType: one(res.headers["content-type"]),
       };
     }
-  };
-  const first = await fetchOnce();
-  return {
-    identity: `remote:${url}:${first.id}`,
-    declaredType: first.type,
-    bytes: first.bytes,
-    load: async () => first.bytes,
-  };
+  });
 }
