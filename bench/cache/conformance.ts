@@ -94,7 +94,7 @@ start(node, ["--import", LOOPBACK_ONLY, "test-engine/server/server.mjs"], ctDir,
   npm_config_pidfile: join(tmpdir(), `edgeway-ct-origin-${process.pid}.pid`),
 });
 await waitFor(`http://127.0.0.1:${originPort}/`, 10_000);
-start(node, [join(root, "bin/edgeway.ts"), "gateway", "--config", configFile], root);
+start(node, [join(root, "bin/edgeway.js"), "gateway", "--config", configFile], root);
 await waitFor(`http://127.0.0.1:${adminPort}/healthz`, 15_000);
 
 const out = await new Promise<string>((resolveOut, reject) => {

@@ -87,7 +87,7 @@ async function startGatewayProcess(
       ...config,
     }),
   );
-  const proc = spawn(process.execPath, ["bin/edgeway.ts", "gateway", "--config", file], {
+  const proc = spawn(process.execPath, ["bin/edgeway.js", "gateway", "--config", file], {
     cwd: root,
     stdio: ["ignore", "ignore", "inherit"],
   });

@@ -220,7 +220,7 @@ async function startGatewayProcess(
       }),
     );
     const out = openSync(join(DIR, "gateway.log"), "a");
-    const proc = spawn(process.execPath, ["bin/edgeway.ts", "gateway", "--config", file], {
+    const proc = spawn(process.execPath, ["bin/edgeway.js", "gateway", "--config", file], {
       stdio: ["ignore", out, out],
     });
     closeSync(out);

@@ -94,7 +94,7 @@ async function startGateway(
             },
     }),
   );
-  const p = spawnNode(["bin/edgeway.ts", "gateway", "--config", file]);
+  const p = spawnNode(["bin/edgeway.js", "gateway", "--config", file]);
   p.stdout!.resume(); // access log lines go to a pipe we drain, as they would to a log shipper
   await waitHttp(`http://127.0.0.1:${admin}/readyz`);
   await waitHttp(`http://127.0.0.1:${port}/1k`);

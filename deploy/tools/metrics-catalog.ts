@@ -101,7 +101,7 @@ async function scrapeProgram(
   const dir = mkdtempSync(join(tmpdir(), `edgeway-metrics-${program}-`));
   const file = join(dir, `${program}.yaml`);
   writeFileSync(file, config(ports));
-  const child = spawn(process.execPath, ["bin/edgeway.ts", program, "--config", file], {
+  const child = spawn(process.execPath, ["bin/edgeway.js", program, "--config", file], {
     cwd: ROOT,
     stdio: ["ignore", "ignore", "pipe"],
   });

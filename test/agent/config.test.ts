@@ -59,7 +59,7 @@ t.test("edgeway agent --config bad.yaml exits non-zero with the key path", async
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const bad = join(dir, "bad.yaml");
   writeFileSync(bad, "agent:\n  admin:\n    listen: 127.0.0.1:99999\ndb:\n  maxTables: -1\n");
-  const r = spawnSync(process.execPath, ["bin/edgeway.ts", "agent", "--config", bad], {
+  const r = spawnSync(process.execPath, ["bin/edgeway.js", "agent", "--config", bad], {
     encoding: "utf8",
     timeout: 30_000,
   });
@@ -68,7 +68,7 @@ t.test("edgeway agent --config bad.yaml exits non-zero with the key path", async
   t.match(r.stderr, /db\.maxTables: /);
   const good = join(dir, "good.yaml");
   writeFileSync(good, "agent:\n  region: test\n");
-  const ok = spawnSync(process.execPath, ["bin/edgeway.ts", "agent", "--config", good, "--check"], {
+  const ok = spawnSync(process.execPath, ["bin/edgeway.js", "agent", "--config", good, "--check"], {
     encoding: "utf8",
     timeout: 30_000,
   });

@@ -75,7 +75,7 @@ t.test("edgeway agent run <job> through the running agent, then SIGTERM and exit
     file,
     `agent:\n  admin:\n    listen: 127.0.0.1:${adminPort}\n  shutdownGrace: 5s\ntelemetry:\n  logs:\n    level: info\ndb:\n  metrics:\n    enabled: false\n  insight:\n    job:\n      enabled: false\n`,
   );
-  const child = spawn(process.execPath, ["bin/edgeway.ts", "agent", "--config", file], {
+  const child = spawn(process.execPath, ["bin/edgeway.js", "agent", "--config", file], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   t.teardown(() => child.kill("SIGKILL"));
@@ -95,7 +95,7 @@ t.test("edgeway agent run <job> through the running agent, then SIGTERM and exit
   t.equal(port, adminPort);
   const res = await fetch(`http://127.0.0.1:${port}/status`);
   t.equal(res.status, 200);
-  const run = spawnSync(process.execPath, ["bin/edgeway.ts", "agent", "run", HOST_JOB, "--config", file], {
+  const run = spawnSync(process.execPath, ["bin/edgeway.js", "agent", "run", HOST_JOB, "--config", file], {
     encoding: "utf8",
     timeout: 30_000,
   });
@@ -109,7 +109,7 @@ t.test("edgeway agent run <job> through the running agent, then SIGTERM and exit
     true,
     "the run happened in the daemon",
   );
-  const unknown = spawnSync(process.execPath, ["bin/edgeway.ts", "agent", "run", "nope", "--config", file], {
+  const unknown = spawnSync(process.execPath, ["bin/edgeway.js", "agent", "run", "nope", "--config", file], {
     encoding: "utf8",
     timeout: 30_000,
   });

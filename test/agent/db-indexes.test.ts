@@ -153,7 +153,7 @@ async function seed(cluster: PgCluster): Promise<void> {
 }
 
 const cli = (args: string[]) =>
-  spawnSync(process.execPath, ["bin/edgeway.ts", "agent", "db", ...args], {
+  spawnSync(process.execPath, ["bin/edgeway.js", "agent", "db", ...args], {
     encoding: "utf8",
     timeout: 120_000,
   });
@@ -262,7 +262,7 @@ t.test("edgeway agent db advise: top queries with plans, seq scans on big tables
   const r = spawnSync(
     process.execPath,
     [
-      "bin/edgeway.ts",
+      "bin/edgeway.js",
       "agent",
       "db",
       "advise",

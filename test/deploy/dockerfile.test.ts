@@ -4,7 +4,16 @@
  * programs run from a directory holding only what the image copies.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -124,7 +133,7 @@ t.test("the entrypoint is npm start's command, and the chart runs the npm script
   t.same(chartCommand("gateway-deployment.yaml"), [...start, "--config", "/etc/edgeway/gateway.yaml"]);
   t.same(chartCommand("agent-daemonset.yaml"), [...agent, "--config", "/etc/edgeway/agent.yaml"]);
   t.equal(agent[0], "node", "npm run agent runs node, which the image has on PATH");
-  t.ok(agent.includes("bin/edgeway.ts"), "and the same entry script");
+  t.ok(agent.includes("bin/edgeway.js"), "and the same entry script");
 });
 
 async function waitFor(url: string, child: ChildProcess): Promise<Response> {
@@ -146,6 +155,24 @@ async function stop(child: ChildProcess): Promise<number | null> {
   return new Promise((r) => child.once("exit", (code) => r(code)));
 }
 
+const warmCache = runtime.find((i) => i.op === "RUN" && i.args.includes("globSync"));
+
+t.test("the compile cache is warmed at build time, as the runtime user", async (t) => {
+  const env = runtime.find((i) => i.op === "ENV" && i.args.startsWith("NODE_COMPILE_CACHE="));
+  t.ok(env, "ENV NODE_COMPILE_CACHE is set");
+  const dir = env!.args.split("=")[1]!;
+  const user = runtime.find((i) => i.op === "USER")!.args;
+  t.ok(
+    runtime.some((i) => i.op === "RUN" && i.args.includes(`chown ${user} ${dir}`)),
+    "the cache directory belongs to the runtime user",
+  );
+  t.ok(warmCache, "a RUN step loads every module");
+  t.ok(
+    runtime.indexOf(warmCache!) > runtime.findIndex((i) => i.op === "USER"),
+    "it runs after USER: Node keeps one cache per UID",
+  );
+});
+
 t.test("the programs run from only what the image copies", async (t) => {
   // The image's /app: the COPY sources, plus node_modules standing in for the deps stage.
   const app = mkdtempSync(join(tmpdir(), "edgeway-image-"));
@@ -160,8 +187,18 @@ t.test("the programs run from only what the image copies", async (t) => {
     }
   }
   symlinkSync(join(ROOT, "node_modules"), join(app, "node_modules"));
+  // The image's build-time warm-up, as written in the Dockerfile, into a cache the runs below use.
+  const cache = join(app, ".cache/node-compile");
+  const env = { ...process.env, NODE_COMPILE_CACHE: cache };
+  const warm = spawnSync("sh", ["-c", warmCache!.args.replace(/\bnode /g, `"${process.execPath}" `)], {
+    cwd: app,
+    env,
+    encoding: "utf8",
+  });
+  t.equal(warm.status, 0, `the compile-cache warm-up runs: ${warm.stderr}`);
+  t.ok(readdirSync(cache, { recursive: true }).length > 100, "and fills the cache");
   const run = (args: string[]) =>
-    spawnSync(process.execPath, ["bin/edgeway.ts", ...args], { cwd: app, encoding: "utf8" });
+    spawnSync(process.execPath, ["bin/edgeway.js", ...args], { cwd: app, encoding: "utf8", env });
 
   const check = run(["gateway", "check", "--config", "config/gateway.yaml"]);
   t.equal(check.status, 0, `gateway check with the image's default config: ${check.stderr}`);
@@ -197,6 +234,7 @@ t.test("the programs run from only what the image copies", async (t) => {
     [...exec("ENTRYPOINT").slice(1), ...exec("CMD"), "--config", "gw.yaml"],
     {
       cwd: app,
+      env,
       stdio: "ignore",
     },
   );

@@ -100,7 +100,7 @@ t.test("the 1.24-era fixtures break on 1.28, the 1.28 ones do not", async (t) =>
 });
 
 function cli(args: string[]) {
-  return spawnSync(process.execPath, ["bin/edgeway.ts", "deploy", "preflight", ...args], {
+  return spawnSync(process.execPath, ["bin/edgeway.js", "deploy", "preflight", ...args], {
     cwd: ROOT,
     encoding: "utf8",
   });

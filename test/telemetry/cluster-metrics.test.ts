@@ -36,7 +36,7 @@ t.test("with server.workers: 2, /metrics on the admin port aggregates the whole 
       telemetry: { logs: { level: "info", access: true } },
     }),
   );
-  const child: ChildProcess = spawn(process.execPath, ["bin/edgeway.ts", "gateway", "--config", file], {
+  const child: ChildProcess = spawn(process.execPath, ["bin/edgeway.js", "gateway", "--config", file], {
     cwd: ROOT,
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -10,7 +10,7 @@ import { startCluster } from "../../helpers/pg-cluster.ts";
 import { backupConfig, tempDir, testEnv } from "./helpers.ts";
 
 const execFileP = promisify(execFile);
-const BIN = new URL("../../../bin/edgeway.ts", import.meta.url).pathname;
+const BIN = new URL("../../../bin/edgeway.js", import.meta.url).pathname;
 
 async function edgeway(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {

@@ -94,7 +94,7 @@ t.test("the token-guard example", async (t) => {
 
   // The CLI against the admin API: per client issued before an instant, per subject, bulk from a file.
   const cli = (...args: string[]) =>
-    run(join(root, "node_modules/.bin/node"), [join(root, "bin/edgeway.ts"), "auth", ...args], {
+    run(join(root, "node_modules/.bin/node"), [join(root, "bin/edgeway.js"), "auth", ...args], {
       cwd: root,
       env: { ...process.env, EDGEWAY_ADMIN_URL: gw.adminUrl, EDGEWAY_ADMIN_TOKEN: example.admin.token },
     });
@@ -130,7 +130,7 @@ t.test("the token-guard example", async (t) => {
   // Without the admin token the CLI fails cleanly (exit 1, no stack).
   const denied = await run(
     join(root, "node_modules/.bin/node"),
-    [join(root, "bin/edgeway.ts"), "auth", "revoke", "--subject", "x"],
+    [join(root, "bin/edgeway.js"), "auth", "revoke", "--subject", "x"],
     {
       cwd: root,
       env: { ...process.env, EDGEWAY_ADMIN_URL: gw.adminUrl, EDGEWAY_ADMIN_TOKEN: "" },

@@ -29,7 +29,7 @@ async function setup(
 
 function cli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const c = spawn(process.execPath, ["bin/edgeway.ts", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const c = spawn(process.execPath, ["bin/edgeway.js", ...args], { stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     c.stdout.on("data", (d: Buffer) => {
