@@ -115,6 +115,11 @@ export const gatewaySchema = z
          * headers are kept and appended to. From anyone else those headers are dropped: clients cannot spoof them.
          */
         trustForwardedFrom: z.array(z.union([z.ipv4(), z.ipv6()])).default([]),
+        /**
+         * Run a young-generation GC once memory outside the JS heap (mostly socket read buffers of
+         * streamed bodies) has grown by this much while requests are in flight; 0 leaves it to V8.
+         */
+        scavengeAfter: byteSize().prefault("4MiB"),
       })
       .prefault({}),
     admin: z

@@ -16,6 +16,7 @@ import { ConfigError } from "../../lib/config/index.ts";
 import { type Telemetry, traceContextPropagator } from "../../lib/telemetry/index.ts";
 import { GatewayMetrics } from "../telemetry/metrics.ts";
 import { redactTarget, screenLogFields } from "../telemetry/redact.ts";
+import { BodyMemoryWatch } from "./body-memory.ts";
 import { type LoadedConfig, loadGatewayConfig } from "./config.ts";
 import { ClientExchange } from "./exchange.ts";
 import { addForwardingHeaders, clientAddress, isHopByHop, requestIdFor, withoutHopByHop } from "./headers.ts";
@@ -67,6 +68,7 @@ export class GatewayServer {
   private readonly via: string;
   private initial: LoadedConfig;
   private readonly watchConfig: boolean;
+  readonly bodyMemory: BodyMemoryWatch;
 
   constructor(opts: GatewayServerOptions) {
     this.telemetry = opts.telemetry;
@@ -78,6 +80,10 @@ export class GatewayServer {
     this.via = `1.1 ${opts.config.core.server.name}`;
     this.initial = opts.config;
     this.watchConfig = opts.watchConfig ?? false;
+    this.bodyMemory = new BodyMemoryWatch(
+      opts.config.core.server.scavengeAfter,
+      () => this.metrics.inflightCount,
+    );
   }
 
   get proxyAddress(): { host: string; port: number } {
@@ -172,6 +178,7 @@ export class GatewayServer {
     const rt = this.runtime;
     rt.inflight++;
     this.metrics.inflightCount++;
+    this.bodyMemory.touch();
     const requestId = requestIdFor(req.headers["x-request-id"]);
     let routeName = "none";
     let ex: ClientExchange | undefined;
@@ -560,6 +567,7 @@ export class GatewayServer {
     if (this.draining) return;
     this.draining = true;
     this.watcher?.close();
+    this.bodyMemory.stop();
     this.logger.info({ deadline_ms: deadlineMs }, "draining");
     const proxy = this.proxy;
     const closed = proxy ? new Promise<void>((r) => proxy.close(() => r())) : Promise.resolve();

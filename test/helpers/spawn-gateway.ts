@@ -1,5 +1,5 @@
 /**
- * Runs the real CLI (`node bin/edgeway.ts gateway --config FILE`) as a child process and waits until its
+ * Runs the real CLI (`node bin/edgeway.js gateway --config FILE`) as a child process and waits until its
  * admin port says ready. Used where a test needs the process itself: memory, signals, workers, exit codes.
  */
 import { type ChildProcess, spawn } from "node:child_process";
@@ -19,6 +19,17 @@ export function writeConfig(config: unknown): string {
   return file;
 }
 
+/**
+ * tap puts its process-tracking hook in NODE_OPTIONS; the gateway under test runs without it, as in
+ * production (it costs the child about 30 MB of RSS, which memory tests would count against the gateway).
+ */
+function withoutTapHooks(options: string | undefined): string {
+  return (options ?? "")
+    .split(/\s+/)
+    .filter((o) => o && !o.includes("@tapjs/"))
+    .join(" ");
+}
+
 export interface SpawnedGateway {
   child: ChildProcess;
   output: () => string;
@@ -28,9 +39,9 @@ export interface SpawnedGateway {
 
 /** Spawns `edgeway <args>` with Node 24 from node_modules (process.execPath is Node 24 under npm/tap). */
 export function spawnEdgeway(args: string[], env: Record<string, string> = {}): SpawnedGateway {
-  const child = spawn(process.execPath, [join(REPO, "bin/edgeway.ts"), ...args], {
+  const child = spawn(process.execPath, [join(REPO, "bin/edgeway.js"), ...args], {
     cwd: REPO,
-    env: { ...process.env, ...env },
+    env: { ...process.env, NODE_OPTIONS: withoutTapHooks(process.env.NODE_OPTIONS), ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";

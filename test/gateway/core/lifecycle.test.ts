@@ -233,6 +233,14 @@ t.test("bad config: exit code 1 with the key path and reason", async (t) => {
     ],
     ["routes: [\n  - a: 1\n  - b\n", /line \d+/],
     ["server:\n  workers: many\nservices: {}\nroutes: []\n", /server\.workers/],
+    [
+      stringify({
+        server: { scavengeAfter: "lots" },
+        services: { s: serviceAt("http://127.0.0.1:1") },
+        routes: [{ service: "s" }],
+      }),
+      /server\.scavengeAfter: expected a size like "10MiB", got "lots"/,
+    ],
   ];
   for (const [text, expected] of cases) {
     const file = writeConfig(text);

@@ -43,6 +43,11 @@ t.test(
       routes: [{ match: { path: "/" }, service: "s", maxBodySize: "2GiB" }],
       telemetry: { logs: { level: "warn" } },
     });
+    // A first start fills Node's compile cache, as the image build does (deploy/Dockerfile); the measured
+    // process then runs like a production one, without the type stripper loaded.
+    const warm = spawnEdgeway(["gateway", "--config", file]);
+    await waitReady(`http://127.0.0.1:${admin}`);
+    await warm.stop();
     const gw = spawnEdgeway(["gateway", "--config", file]);
     t.teardown(async () => {
       await gw.stop("SIGKILL");
@@ -92,11 +97,9 @@ t.test(
     t.equal(downloaded, GiB, "the client received every byte");
     clearInterval(sampler);
     const mb = (v: number) => (v / 1024 / 1024).toFixed(1);
-    // 2 GiB crossed the gateway; what it holds is the runtime plus garbage awaiting GC, not the bodies.
-    t.ok(
-      peak - idle < 100 * 1024 * 1024,
-      `RSS idle ${mb(idle)} MB, peak ${mb(peak)} MB, growth ${mb(peak - idle)} MB`,
-    );
-    t.ok(peak < 256 * 1024 * 1024, `peak ${mb(peak)} MB stays far below the 2 GiB that passed through`);
+    // 2 GiB crossed the gateway; what it holds is the runtime plus a few MiB of socket buffers awaiting
+    // the next scavenge (server.scavengeAfter), not the bodies.
+    t.ok(peak < 150 * 1024 * 1024, `RSS idle ${mb(idle)} MB, peak ${mb(peak)} MB: under 150 MB`);
+    t.ok(peak - idle < 64 * 1024 * 1024, `growth ${mb(peak - idle)} MB`);
   },
 );
