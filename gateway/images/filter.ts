@@ -41,6 +41,7 @@ import {
 import { verifySignature } from "./sign.ts";
 import { directorySource, remoteSource, type SourceRef, upstreamSource } from "./sources.ts";
 import { buildSrcset, pictureMarkup } from "./srcset.ts";
+import { SANITIZE_VERSION } from "./svg.ts";
 import { looksLikeSvg, outputColour, probeSource, transformImage } from "./transform.ts";
 
 /** SVG is served as-is: scripts, plugins, forms and navigation are blocked by this policy and sandbox. */
@@ -239,7 +240,11 @@ function imageHandler(
     const ref = await openSource(ex, params);
 
     if (ref.declaredType?.split(";")[0]?.trim().toLowerCase() === "image/svg+xml") {
-      const key = pipe.variantKey(ref.identity, "svg");
+      // Sanitised output depends on the sanitiser's version: it is part of the key.
+      const purifyVersion = route.svg.sanitize ? await pipe.svg.start() : undefined;
+      const key = pipe.variantKey(ref.identity, {
+        svg: purifyVersion ? `sanitized:${SANITIZE_VERSION}:${purifyVersion}` : "as-is",
+      });
       const { variant } = await pipe.get(key, async () => {
         const bytes = ref.bytes ?? (await ref.load());
         m.bytes.inc({ kind: "source" }, bytes.length);
@@ -249,8 +254,15 @@ function imageHandler(
             "image_type_mismatch",
             "the source says SVG but its content is not SVG",
           );
+        if (purifyVersion && bytes.length > route.svg.maxBytes)
+          throw new GatewayError(
+            422,
+            "image_source_too_large",
+            `the SVG is larger than ${route.svg.maxBytes} bytes, the most that is sanitised`,
+          );
         return {
-          body: bytes,
+          // In the bounded queue: the worker does one document at a time, and a flood gets 503s.
+          body: purifyVersion ? await pipe.transform(() => pipe.svg.sanitize(bytes)) : bytes,
           contentType: CONTENT_TYPES.svg,
           etag: `"${key.slice(0, 32)}"`,
           width: 0,
@@ -399,6 +411,9 @@ export const imagesFilter: FilterFactory<ImagesRouteConfig, ImagesGlobal> = {
       return { name: "images", wrap: (next) => pagesHandler(next, config, cfg) };
     }
     const pipe = pipelineFor(cfg, setup);
+    // Load the SVG sanitiser (jsdom) now, off the first request's path; only routes that sanitise do.
+    if (config.svg.sanitize)
+      pipe.svg.start().catch((err) => setup.logger.error({ err }, "the SVG sanitiser could not be started"));
     return { name: "images", wrap: (next) => imageHandler(next, config, cfg, pipe) };
   },
   admin(setup): AdminRoute[] {

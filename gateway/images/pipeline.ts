@@ -12,6 +12,7 @@ import type { ImageMetrics } from "./metrics.ts";
 import { BoundedQueue, QueueFullError } from "./queue.ts";
 import type { ImagesGlobal } from "./schema.ts";
 import { remoteAgent, type SourceRef, SourceStore } from "./sources.ts";
+import { SvgSanitizer } from "./svg.ts";
 
 /** Bumped when the pipeline's output for the same inputs changes (part of every variant key). */
 const PIPELINE_VERSION = "2";
@@ -48,6 +49,7 @@ export class ImagePipeline {
   private readonly logger: Logger;
   private readonly keyBase: string;
   private agentInstance: Agent | undefined;
+  private svgInstance: SvgSanitizer | undefined;
 
   constructor(cfg: ImagesGlobal, metrics: ImageMetrics, logger: Logger) {
     this.cfg = cfg;
@@ -68,6 +70,12 @@ export class ImagePipeline {
   get agent(): Agent {
     this.agentInstance ??= remoteAgent(this.cfg.remote.allowPrivateAddresses, this.cfg.remote.timeout);
     return this.agentInstance;
+  }
+
+  /** The SVG sanitiser (its worker thread starts on first use, so routes without it never pay). */
+  get svg(): SvgSanitizer {
+    this.svgInstance ??= new SvgSanitizer({ timeout: this.cfg.limits.transformTimeout });
+    return this.svgInstance;
   }
 
   /** The variant key: source identity + normalised transform + what negotiation depended on. */
@@ -170,5 +178,6 @@ export class ImagePipeline {
   async close(): Promise<void> {
     await this.idle();
     await this.agentInstance?.close();
+    await this.svgInstance?.close();
   }
 }

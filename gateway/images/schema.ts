@@ -160,6 +160,15 @@ export const imagesRouteSchema = z.strictObject({
   signed: z.boolean().default(false),
   /** Route-level Cache-Control override. */
   cacheControl: z.string().optional(),
+  /** SVG sources: always served with a strict CSP; optionally sanitised (docs/images.md, "SVG"). */
+  svg: z
+    .strictObject({
+      /** Remove scripts, event handlers, foreignObject and external references (DOMPurify on jsdom). */
+      sanitize: z.boolean().default(false),
+      /** Largest SVG sanitised (parsing takes ~0.8 s and ~100 MB per MiB of dense paths); larger get 422. */
+      maxBytes: byteSize().prefault("1MiB"),
+    })
+    .prefault({}),
   /** For mode: pages. */
   pages: z
     .strictObject({

@@ -50,7 +50,10 @@ export function looksLikeSvg(bytes: Buffer): boolean {
     .toString("utf8")
     .replace(/^\uFEFF/, "")
     .trimStart();
-  return /^(<\?xml[^>]*>\s*)?(<!--[\s\S]*?-->\s*)*(<!DOCTYPE svg[^>]*>\s*)?<svg[\s>]/i.test(head);
+  // A DOCTYPE may carry an internal subset in [ ]; the sanitiser (if on) refuses entities in it.
+  return /^(<\?xml[^>]*>\s*)?(<!--[\s\S]*?-->\s*)*(<!DOCTYPE svg[^>[]*(\[[\s\S]*?\]\s*)?>\s*)?<svg[\s>]/i.test(
+    head,
+  );
 }
 
 /**
