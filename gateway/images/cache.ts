@@ -75,6 +75,8 @@ const KEY = /^[0-9a-f]{64}$/;
  */
 export class DiskStore {
   private readonly index = new Map<string, number>();
+  /** Shard folders known to exist (created at most once each). */
+  private readonly shards = new Set<string>();
   private used = 0;
   readonly dir: string;
   readonly capacity: number;
@@ -147,21 +149,39 @@ export class DiskStore {
   async put(key: string, v: Variant): Promise<void> {
     await this.ready;
     if (!KEY.test(key)) throw new Error("disk store keys are sha256 hex");
-    const data = encode(v);
-    if (data.length > this.capacity / 4) return;
+    const parts = encode(v);
+    const size = parts[0].length + parts[1].length + v.body.length;
+    if (size > this.capacity / 4) return;
     const final = this.path(key);
     const tmp = `${final}.${randomBytes(6).toString("hex")}.tmp`;
-    await mkdir(join(this.dir, key.slice(0, 2)), { recursive: true });
-    const fh = await open(tmp, "w");
+    const shard = key.slice(0, 2);
+    const ensureShard = async () => {
+      await mkdir(join(this.dir, shard), { recursive: true });
+      this.shards.add(shard);
+    };
+    if (!this.shards.has(shard)) await ensureShard();
+    const fh = await open(tmp, "w").catch(async (err: NodeJS.ErrnoException) => {
+      // The folder was removed under us (someone cleared the cache directory): make it again.
+      if (err.code !== "ENOENT") throw err;
+      await ensureShard();
+      return open(tmp, "w");
+    });
     try {
-      await fh.writeFile(data);
+      // Header, meta and body written as they are (no concatenated copy of the body).
+      let written = 0;
+      while (written < size) {
+        const { bytesWritten } = await fh.writev(
+          written === 0 ? [...parts, v.body] : [tail([...parts, v.body], written)],
+        );
+        written += bytesWritten;
+      }
     } finally {
       await fh.close();
     }
     await rename(tmp, final);
     this.forget(key);
-    this.index.set(key, data.length);
-    this.used += data.length;
+    this.index.set(key, size);
+    this.used += size;
     await this.evict();
   }
 
@@ -184,13 +204,20 @@ export class DiskStore {
   async clear(): Promise<void> {
     await this.ready;
     this.index.clear();
+    this.shards.clear();
     this.used = 0;
     await rm(this.dir, { recursive: true, force: true });
     this.ready = mkdir(this.dir, { recursive: true }).then(() => {});
   }
 }
 
-function encode(v: Variant): Buffer {
+/** The bytes of `parts` after the first `from` (a short writev is finished with one buffer). */
+function tail(parts: Buffer[], from: number): Buffer {
+  return Buffer.concat(parts).subarray(from);
+}
+
+/** The 4-byte meta length and the meta JSON; the body follows them in the file. */
+function encode(v: Variant): [Buffer, Buffer] {
   const meta: Meta = {
     contentType: v.contentType,
     etag: v.etag,
@@ -202,7 +229,7 @@ function encode(v: Variant): Buffer {
   const m = Buffer.from(JSON.stringify(meta));
   const head = Buffer.alloc(4);
   head.writeUInt32BE(m.length);
-  return Buffer.concat([head, m, v.body]);
+  return [head, m];
 }
 
 function decode(buf: Buffer): Variant | undefined {

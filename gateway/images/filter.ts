@@ -39,7 +39,7 @@ import {
   imagesRouteSchema,
 } from "./schema.ts";
 import { verifySignature } from "./sign.ts";
-import { directorySource, remoteSource, type SourceRef, upstreamSource } from "./sources.ts";
+import { directorySource, remoteSource, type SourceRef, sourceInput, upstreamSource } from "./sources.ts";
 import { buildSrcset, pictureMarkup } from "./srcset.ts";
 import { SANITIZE_VERSION } from "./svg.ts";
 import { looksLikeSvg, outputColour, probeSource, transformImage } from "./transform.ts";
@@ -288,11 +288,11 @@ function imageHandler(
     const produce =
       (allowAvif: boolean, allowWebp: boolean, key: string, background = false) =>
       async (): Promise<Variant> => {
-        const bytes = ref.bytes ?? (await ref.load());
-        m.bytes.inc({ kind: "source" }, bytes.length);
-        if (looksLikeSvg(bytes))
+        const input = await sourceInput(ref);
+        m.bytes.inc({ kind: "source" }, input.size);
+        if (looksLikeSvg(input.head))
           throw new GatewayError(422, "image_type_mismatch", "the source is SVG but is not declared as SVG");
-        const info = await probeSource(bytes, ref.declaredType, cfg.limits);
+        const info = await probeSource(input.data, ref.declaredType, cfg.limits);
         let { format } = negotiateFormat({
           explicit: params.format,
           source: info.format,
@@ -321,7 +321,7 @@ function imageHandler(
             const end = m.duration.startTimer({ format });
             try {
               const out = await transformImage(
-                bytes,
+                input.data,
                 info,
                 {
                   width: geo.width,

@@ -77,6 +77,8 @@ export function sharpFailure(err: unknown): GatewayError {
   const msg = (err as Error)?.message ?? String(err);
   if (/pixel limit/i.test(msg))
     return unprocessable("image_too_many_pixels", "the source image has more pixels than allowed", err);
+  if (/input file is missing/i.test(msg))
+    return new GatewayError(404, "image_not_found", "the source image went away", { cause: err });
   if (/unsupported image format/i.test(msg))
     return unprocessable("image_unsupported", "the source is not an image format the gateway decodes", err);
   if (/^timeout/i.test(msg))
@@ -89,13 +91,13 @@ export function sharpFailure(err: unknown): GatewayError {
 
 /** Reads the header only (no pixel decoding) and refuses oversize or mislabelled sources. */
 export async function probeSource(
-  bytes: Buffer,
+  input: Buffer | string,
   declared: string | undefined,
   limits: ImagesGlobal["limits"],
 ): Promise<SourceInfo> {
   let meta: Metadata;
   try {
-    meta = await sharp(bytes, { limitInputPixels: limits.maxInputPixels, failOn: "error" }).metadata();
+    meta = await sharp(input, { limitInputPixels: limits.maxInputPixels, failOn: "error" }).metadata();
   } catch (err) {
     throw sharpFailure(err);
   }
@@ -176,7 +178,7 @@ export function outputColour(
  * to P3, at the end. JPEG shrink-on-load still applies.
  */
 export async function transformImage(
-  bytes: Buffer,
+  input: Buffer | string,
   info: SourceInfo,
   spec: TransformSpec,
   cfg: ImagesGlobal,
@@ -184,7 +186,7 @@ export async function transformImage(
   const enc = cfg.encoders;
   const opaque = spec.format === "jpeg";
   const colour = outputColour(info, spec.format, cfg);
-  let img = sharp(bytes, {
+  let img = sharp(input, {
     limitInputPixels: cfg.limits.maxInputPixels,
     failOn: "error",
     animated: info.animated,

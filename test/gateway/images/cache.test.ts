@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { readdirSync, truncateSync, writeFileSync } from "node:fs";
+import { readdirSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import t from "tap";
 import { Coalescer, DiskStore, MemoryLru, type Variant } from "../../../gateway/images/cache.ts";
@@ -65,6 +65,17 @@ t.test(
     );
   },
 );
+
+t.test("disk store: a shard folder removed under it is made again", async (t) => {
+  const dir = tempDir(t, "edgeway-img-store-rm-");
+  const store = new DiskStore(dir, 100_000);
+  const k = key("shard");
+  await store.put(k, variant(100, 1));
+  rmSync(join(dir, k.slice(0, 2)), { recursive: true, force: true });
+  await store.put(k, variant(200, 2));
+  t.same((await store.get(k))?.body, Buffer.alloc(200, 2), "written again");
+  t.equal(statSync(join(dir, k.slice(0, 2), k)).size > 200, true, "header, meta and body on disk");
+});
 
 t.test("coalescer shares one producer per key", async (t) => {
   const c = new Coalescer<number>();

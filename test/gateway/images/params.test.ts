@@ -329,4 +329,9 @@ t.test("libvips failures map to problems", async (t) => {
     "image_unsupported",
   );
   t.equal(sharpFailure(new Error("VipsJpeg: premature end of JPEG image")).status, 422);
+  t.equal(
+    sharpFailure(new Error("Input file is missing: /srv/img/a.jpg")).status,
+    404,
+    "a file gone since stat",
+  );
 });
