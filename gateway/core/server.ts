@@ -24,6 +24,7 @@ import { GatewayError, problemBody, sendProblem } from "./problem.ts";
 import { hostOnly } from "./router.ts";
 import { type RouteRuntime, Runtime, SharedRegistry } from "./runtime.ts";
 import type { Exchange, GatewayResponse, HeaderMap } from "./types.ts";
+import { UpstreamBody } from "./upstream/call.ts";
 import type { EndpointPool } from "./upstream/service.ts";
 import { handleUpgrade } from "./websocket.ts";
 
@@ -367,13 +368,16 @@ export class GatewayServer {
       res.end(body);
       return;
     }
-    body.once("error", (err) => {
+    const failed = (err: Error) => {
       ex.logger.warn(
         { err, request_id: ex.id, trace_id: traceIdOf(ex.span), route: ex.routeName, upstream: ex.upstream },
         "response body failed mid-stream",
       );
       res.destroy(err);
-    });
+    };
+    // The common case, an upstream body no filter took: written to the client directly.
+    if (!hasTrailers && body instanceof UpstreamBody && body.sinkTo(res, failed)) return;
+    body.once("error", failed);
     if (hasTrailers) {
       body.pipe(res, { end: false });
       body.once("end", () => {

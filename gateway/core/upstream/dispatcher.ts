@@ -205,27 +205,19 @@ export function createDispatcher(r: RouteUpstream): Handler {
         if (status === 502 || status === 503 || status === 504) service.reportFailure(endpoint);
         else service.reportSuccess(endpoint);
         const resBody = res.body;
-        let released = false;
-        const release = () => {
-          if (released) return;
-          released = true;
+        // Once the body is over (ended, failed or destroyed): the endpoint has one request fewer.
+        resBody.onDone = (err?: Error) => {
           endpoint.outstanding--;
+          if (err) {
+            const idle = err instanceof undiciErrors.BodyTimeoutError;
+            if (idle)
+              metrics.upstreamTimeouts.labels(service.name, endpoint.url, endpoint.region, "idle_body").inc();
+            span
+              ?.setAttribute("error.type", idle ? "idle_body_timeout" : "body_error")
+              .setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+          }
           span?.end(); // the client span covers the body transfer too
         };
-        resBody.once("close", release);
-        resBody.once("end", release);
-        resBody.once("error", (err: Error) => {
-          if (err instanceof undiciErrors.BodyTimeoutError) {
-            metrics.upstreamTimeouts.labels(service.name, endpoint.url, endpoint.region, "idle_body").inc();
-          }
-          span
-            ?.setAttribute(
-              "error.type",
-              err instanceof undiciErrors.BodyTimeoutError ? "idle_body_timeout" : "body_error",
-            )
-            .setStatus({ code: SpanStatusCode.ERROR, message: err.message });
-          release();
-        });
         if (span) {
           span.setAttribute("http.response.status_code", status);
           if (status >= 500)
