@@ -1,5 +1,6 @@
 /**
- * npm run bench:proxy — the gateway against direct, nginx (1 and 2 workers) and @fastify/http-proxy, in one
+ * npm run bench:proxy — the gateway against direct, nginx (1 and 2 workers), @fastify/http-proxy and a minimal
+ * undici pool.stream() proxy (the floor for a Node proxy), in one
  * run with targets interleaved and rounds repeated. Prints a table and writes bench/results/proxy.json.
  *
  * Env: BENCH_SECONDS (per measurement, default 6), BENCH_WARMUP (default 2), BENCH_ROUNDS (default 3),
@@ -140,12 +141,13 @@ http {
   return { name, url: `http://127.0.0.1:${port}`, proc: p, stop: stopper(p) };
 }
 
-async function startFastify(upstream: string): Promise<Target> {
+/** A Node peer in its own process: `fastify` (@fastify/http-proxy) or `undici-minimal` (pool.stream). */
+async function startNodePeer(name: string, script: string, upstream: string): Promise<Target> {
   const port = await freePort();
-  const p = spawnNode(["bench/proxy/fastify-proxy.ts", upstream, String(port)]);
+  const p = spawnNode([script, upstream, String(port)]);
   await firstLine(p);
   await waitHttp(`http://127.0.0.1:${port}/1k`);
-  return { name: "fastify", url: `http://127.0.0.1:${port}`, proc: p, stop: stopper(p) };
+  return { name, url: `http://127.0.0.1:${port}`, proc: p, stop: stopper(p) };
 }
 
 const CASES: Record<string, { path: string; script?: string }> = {
@@ -183,7 +185,8 @@ async function main(): Promise<void> {
     await startGateway("gateway-auto", upstream, "auto", "on", sinkUrl),
     await startNginx("nginx", upPort, 1),
     await startNginx("nginx-2", upPort, 2),
-    await startFastify(upstream),
+    await startNodePeer("fastify", "bench/proxy/fastify-proxy.ts", upstream),
+    await startNodePeer("undici-minimal", "bench/proxy/undici-proxy.ts", upstream),
   ];
   const wanted = process.env.BENCH_TARGETS?.split(",");
   const targets = wanted ? all.filter((t) => wanted.includes(t.name)) : all;
@@ -268,6 +271,13 @@ function report(
     gateway_vs_nginx_p99: ratio(get(c, "gateway", "p99_ms"), get(c, "nginx", "p99_ms")),
     gateway_vs_fastify_rps: ratio(get(c, "gateway", "rps"), get(c, "fastify", "rps")),
     gateway_vs_direct_rps: ratio(get(c, "gateway", "rps"), get(c, "direct", "rps")),
+    gateway_vs_undici_minimal_rps: ratio(get(c, "gateway", "rps"), get(c, "undici-minimal", "rps")),
+    gateway_vs_undici_minimal_cpu: ratio(
+      get(c, "gateway", "cpu_seconds_per_1k"),
+      get(c, "undici-minimal", "cpu_seconds_per_1k"),
+    ),
+    undici_minimal_vs_nginx_rps: ratio(get(c, "undici-minimal", "rps"), get(c, "nginx", "rps")),
+    fastify_vs_nginx_rps: ratio(get(c, "fastify", "rps"), get(c, "nginx", "rps")),
     gateway_auto_vs_nginx_2_rps: ratio(get(c, "gateway-auto", "rps"), get(c, "nginx-2", "rps")),
     telemetry_on_vs_off_rps: ratio(get(c, "gateway", "rps"), get(c, "gateway-telemetry-off", "rps")),
     access_log_vs_off_rps: ratio(get(c, "gateway-access-log", "rps"), get(c, "gateway-telemetry-off", "rps")),

@@ -186,7 +186,8 @@ export class GatewayServer {
     let span: Span = NOOP_SPAN;
     const clientIp = clientAddress(req.socket.remoteAddress);
     const socket = req.socket;
-    const writtenBefore = socket.bytesWritten;
+    // The getter walks the socket's write queue: read it only for the access log that reports it.
+    const writtenBefore = this.accessLog ? socket.bytesWritten : 0;
 
     res.once("close", () => {
       if (!res.writableFinished) ex?.clientGone();
