@@ -21,7 +21,8 @@ export function isHopByHop(name: string): boolean {
 
 /** Field names listed in a Connection header (lower-case), which are hop-by-hop for this message. */
 function connectionListed(value: string | string[] | undefined): Set<string> | undefined {
-  if (value === undefined) return undefined;
+  // Almost every message says only "keep-alive" or "close": no split for those.
+  if (value === undefined || value === "keep-alive" || value === "close") return undefined;
   const text = Array.isArray(value) ? value.join(",") : value;
   let out: Set<string> | undefined;
   for (const token of text.split(",")) {
