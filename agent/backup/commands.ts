@@ -1,17 +1,16 @@
 import { type Command, UsageError } from "../../lib/cli/command.ts";
-import { setLegalHold } from "./catalog.ts";
 import type { BackupConfig } from "./config.ts";
-import { runDrill } from "./drill.ts";
-import { createBackupEnv } from "./env.ts";
-import { formatPlan, prune } from "./prune.ts";
 import type { BackupSetName } from "./retention.ts";
-import { verifyBackups } from "./verify.ts";
 import type { BackupEnv } from "./writer.ts";
+
+// Every import of the runners is dynamic: agent/cli.ts lists these commands in every agent process,
+// the daemon included, which must not load the storage clients unless backups are enabled.
 
 /** Loads the agent config (lazily: agent/cli.ts imports this module) and builds the backup environment. */
 async function envFromArgs(file: string | undefined): Promise<{ env: BackupEnv; done: () => Promise<void> }> {
   const { configFromArgs } = await import("../cli.ts");
   const { agentTelemetry } = await import("../daemon.ts");
+  const { createBackupEnv } = await import("./env.ts");
   const config = configFromArgs(file);
   const telemetry = agentTelemetry(config, process.stderr);
   const env = createBackupEnv(config.modules.backup as BackupConfig, {
@@ -45,6 +44,7 @@ export const backupCommands: Command[] = [
       if (set && !SETS.includes(set)) throw new UsageError(`--set must be one of ${SETS.join(", ")}`);
       const { env, done } = await envFromArgs(values.config as string | undefined);
       try {
+        const { verifyBackups } = await import("./verify.ts");
         const results = await verifyBackups(env, {
           sets: set ? [set as BackupSetName] : undefined,
           ids: values.id ? [values.id as string] : undefined,
@@ -71,6 +71,7 @@ export const backupCommands: Command[] = [
       if (positionals.length) throw new UsageError(`unexpected argument ${positionals[0]}`);
       const { env, done } = await envFromArgs(values.config as string | undefined);
       try {
+        const { formatPlan, prune } = await import("./prune.ts");
         const report = await prune(env, { dryRun: values["dry-run"] === true });
         process.stdout.write(`${formatPlan(report)}\n`);
         return 0;
@@ -93,6 +94,7 @@ export const backupCommands: Command[] = [
       const { env, done } = await envFromArgs(values.config as string | undefined);
       try {
         const on = values.release !== true;
+        const { setLegalHold } = await import("./catalog.ts");
         await setLegalHold(env.storage, positionals[0]!, { on, reason: values.reason as string | undefined });
         process.stdout.write(`${positionals[0]}: legal hold ${on ? "set" : "released"}\n`);
         return 0;
@@ -116,6 +118,7 @@ export const backupCommands: Command[] = [
       }
       const { env, done } = await envFromArgs(values.config as string | undefined);
       try {
+        const { runDrill } = await import("./drill.ts");
         const report = await runDrill(env, { targetTime });
         process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
         return report.ok ? 0 : 1;

@@ -1,17 +1,10 @@
-import pg from "pg";
+import type pg from "pg";
 import { type Command, UsageError } from "../../lib/cli/command.ts";
 import { parseDuration } from "../../lib/config/index.ts";
-import { advise, formatAdvice } from "./advise.ts";
-import { explainDashboard } from "./dashboard.ts";
-import {
-  DEFAULT_MIGRATIONS_DIR,
-  type IndexBuildProgress,
-  loadMigrations,
-  renderProgress,
-  runMigrations,
-} from "./migrations.ts";
+import type { IndexBuildProgress } from "./migrations.ts";
 
-// Lazy: the agent config pulls in every module, which pulls in this file.
+// Lazy: the agent config pulls in every module, which pulls in this file; the driver, the advisor and
+// the migrations and the dashboard queries load when a command runs.
 async function pgUrlFrom(values: Record<string, unknown>): Promise<string> {
   let url = values.url as string | undefined;
   if (!url) {
@@ -28,7 +21,8 @@ async function pgUrlFrom(values: Record<string, unknown>): Promise<string> {
 }
 
 async function connect(url: string, applicationName: string): Promise<pg.Client> {
-  const client = new pg.Client({
+  const { default: driver } = await import("pg");
+  const client = new driver.Client({
     connectionString: url,
     application_name: applicationName,
     connectionTimeoutMillis: 10_000,
@@ -69,6 +63,7 @@ const adviseCommand: Command = {
       throw new UsageError("--min-rows expects a non-negative integer");
     const client = await connect(await pgUrlFrom(values), "edgeway-advise");
     try {
+      const { advise, formatAdvice } = await import("./advise.ts");
       const a = await advise(client, { topN, seqScanMinRows: minRows });
       process.stdout.write(values.json ? `${JSON.stringify(a, null, 2)}\n` : formatAdvice(a));
       return 0;
@@ -98,6 +93,9 @@ const indexesCommand: Command = {
       values["statement-timeout"],
       "--statement-timeout",
       2 * 3_600_000,
+    );
+    const { DEFAULT_MIGRATIONS_DIR, loadMigrations, renderProgress, runMigrations } = await import(
+      "./migrations.ts"
     );
     const migrations = loadMigrations((values.dir as string | undefined) ?? DEFAULT_MIGRATIONS_DIR);
     const url = await pgUrlFrom(values);
@@ -143,6 +141,7 @@ const indexesCommand: Command = {
       }
       if (values["no-explain"] || values["dry-run"]) return 0;
       log("\nDashboard queries:");
+      const { explainDashboard } = await import("./dashboard.ts");
       let allUse = true;
       for (const r of await explainDashboard(ddl)) {
         allUse &&= r.usesExpectedIndex;

@@ -3,7 +3,7 @@ import { jobTimingSchema } from "../config.ts";
 import type { AgentModule } from "../module.ts";
 import type { Job } from "../scheduler/job.ts";
 import { errorMessage } from "../scheduler/scheduler.ts";
-import { type InsightSnapshot, monitorPool, PgCollector, type PgSnapshot } from "./collect.ts";
+import type { InsightSnapshot, PgSnapshot } from "./collect.ts";
 import { dbCommands } from "./commands.ts";
 import { queriesCausing } from "./insight.ts";
 import { pgMetrics } from "./metrics.ts";
@@ -31,13 +31,11 @@ export type DbConfig = z.output<typeof dbSchema>;
 export const PG_METRICS_JOB = "pg-metrics";
 export const PG_INSIGHT_JOB = "pg-insight";
 
+/** The PostgreSQL jobs; the driver (pg) loads only when one of them is enabled. */
 export const dbModule: AgentModule<DbConfig> = {
   name: "db",
   schema: dbSchema,
-  createJobs(config, deps): Job[] {
-    const logger = deps.telemetry.logger.child({ module: "db" });
-    const pool = monitorPool(deps.pgUrl, logger);
-    const collector = new PgCollector(pool, { maxTables: config.maxTables });
+  async createJobs(config, deps): Promise<Job[]> {
     let up: boolean | undefined;
     let latest: PgSnapshot | undefined;
     let insight: InsightSnapshot | undefined;
@@ -45,6 +43,11 @@ export const dbModule: AgentModule<DbConfig> = {
     for (const metric of pgMetrics({ up: () => up, latest: () => latest, insight: () => insight })) {
       deps.telemetry.registry.registerMetric(metric as never);
     }
+    if (!config.metrics.enabled && !config.insight.job.enabled) return [];
+    const { monitorPool, PgCollector } = await import("./collect.ts");
+    const logger = deps.telemetry.logger.child({ module: "db" });
+    const pool = monitorPool(deps.pgUrl, logger);
+    const collector = new PgCollector(pool, { maxTables: config.maxTables });
     // Logged on the transitions only: an outage is one warning and one recovery line, not one per run.
     const fail = (err: unknown): never => {
       const message = errorMessage(err);
@@ -119,7 +122,6 @@ export const dbModule: AgentModule<DbConfig> = {
         close,
       });
     }
-    if (jobs.length === 0) void close();
     return jobs;
   },
   commands: dbCommands,

@@ -6,21 +6,23 @@ import { loadConfigFile } from "../../lib/config/index.ts";
 import type { AgentModule } from "../module.ts";
 import type { Job } from "../scheduler/job.ts";
 import { type FailoverConfig, failoverSectionSchema } from "./config.ts";
-import { FailoverController } from "./controller.ts";
+import type { FailoverController } from "./controller.ts";
 import type { TransitionKind } from "./policy.ts";
-import { FailoverStore } from "./store.ts";
+import type { FailoverStore } from "./store.ts";
 
 /**
  * The failover controller runs on its own timers (lease keep-alive, 250 ms fence check, watch-driven
  * evaluation): safety timing must not depend on scheduler jitter, overlap rules or job timeouts. The
  * scheduler gets a supervisor job that starts it, restarts it if it stopped, and reports its status,
  * plus a manual-only job for switchovers (`edgeway agent run failover-switchover to=eu-west-1`).
+ * The controller and the etcd client (etcd3, gRPC) load only when the `failover:` section is present.
  */
 export const failoverModule: AgentModule<FailoverConfig | undefined> = {
   name: "failover",
   schema: failoverSectionSchema.optional(),
-  createJobs(config, deps) {
+  async createJobs(config, deps) {
     if (!config) return [];
+    const { FailoverController } = await import("./controller.ts");
     let controller: FailoverController | undefined;
     const ensure = async () => {
       if (!controller) {
@@ -84,7 +86,7 @@ export const failoverModule: AgentModule<FailoverConfig | undefined> = {
           args: argv,
           options: { config: { type: "string" }, json: { type: "boolean" } },
         });
-        const store = storeFromConfig(values.config);
+        const store = await storeFromConfig(values.config);
         try {
           const [vt, healths, leader, request, proposal] = await Promise.all([
             store.readTopology(),
@@ -150,7 +152,7 @@ function transitionCommand(kind: TransitionKind, summary: string): Command {
           `unknown region ${values.to}; known: ${cfg.regions.map((r) => r.name).join(", ")}`,
         );
       }
-      const store = storeFromConfig(values.config);
+      const store = await storeFromConfig(values.config);
       try {
         const res = await requestAndWait(store, {
           to: values.to,
@@ -201,8 +203,9 @@ function loadFailoverConfig(file: string | undefined): FailoverConfig {
   return doc.failover;
 }
 
-function storeFromConfig(file: string | undefined): FailoverStore {
+async function storeFromConfig(file: string | undefined): Promise<FailoverStore> {
   const cfg = loadFailoverConfig(file);
+  const { FailoverStore } = await import("./store.ts");
   return new FailoverStore({
     endpoints: cfg.etcd.endpoints,
     prefix: cfg.etcd.prefix,
