@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
 import type { JobState, RunRecord } from "../scheduler/scheduler.ts";
@@ -12,6 +12,13 @@ export interface AdminHandlers {
   /** False while shutting down: /healthz then answers 503 so a supervisor stops routing checks here. */
   healthy(): boolean;
 }
+
+/**
+ * node:http without an ESM `import`: the ESM facade of a builtin reads every export, and http's lazy
+ * WebSocket/CloseEvent/MessageEvent exports then load undici and web streams, about 11 MB of RSS the
+ * agent never uses (docs/benchmarks.md, agent section).
+ */
+const { createServer } = process.getBuiltinModule("node:http");
 
 const JOB_RUN = /^\/jobs\/([A-Za-z0-9_.-]+)\/run$/;
 
