@@ -249,6 +249,9 @@ export class SourceStore {
       this.accept(key, res);
       return res.bytes;
     };
+    // A variant not yet made needs the bytes: from memory, else a full GET. (Should the source change
+    // between the check and that GET, the variant is made from the newer bytes under the older identity;
+    // the next check gives the new identity, so it is superseded within revalidateAfter.)
     const reuse = (v: Validators): SourceRef => ({
       identity: v.identity,
       declaredType: v.declaredType,

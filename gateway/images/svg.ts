@@ -182,6 +182,14 @@ export class SvgSanitizer {
       worker.once("error", reject);
       worker.once("exit", (code) => reject(new Error(`the SVG sanitiser exited (${code}) while starting`)));
     });
+    // A worker that cannot start (jsdom missing, out of memory) is a 503 for this request; the next one
+    // tries again (the exit handler below forgets this worker).
+    this.ready = this.ready.catch((err: unknown) => {
+      throw new GatewayError(503, "image_svg_unavailable", "the SVG sanitiser could not be started", {
+        cause: err,
+        headers: { "retry-after": "5" },
+      });
+    });
     this.ready.catch(() => {});
     worker.on(
       "message",
