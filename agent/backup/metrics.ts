@@ -1,4 +1,4 @@
-import { Counter, Gauge, type Registry } from "prom-client";
+import { Counter, Gauge, type Registry } from "../metrics/prom.ts";
 
 export interface BackupMetrics {
   lastSuccess: Gauge<"set">;

@@ -6,7 +6,7 @@
 import { performance } from "node:perf_hooks";
 import type { Lease, Watcher } from "etcd3";
 import type { Logger } from "pino";
-import { Counter, Gauge, type Registry } from "prom-client";
+import { Counter, Gauge, type Registry } from "../metrics/prom.ts";
 import type { FailoverConfig } from "./config.ts";
 import { timingsOf } from "./config.ts";
 import { type DnsIntentConfig, dnsIntent, flattenIntent } from "./dns.ts";

@@ -1,7 +1,7 @@
 import { SpanStatusCode } from "@opentelemetry/api";
 import cron, { type ScheduledTask } from "node-cron";
-import { Counter, Gauge, Histogram } from "prom-client";
 import type { Telemetry } from "../../lib/telemetry/index.ts";
+import { Counter, Gauge, Histogram } from "../metrics/prom.ts";
 import type { Job, JobOutcome } from "./job.ts";
 
 export type RunResult = "success" | "failure" | "timeout" | "skipped_overlap";

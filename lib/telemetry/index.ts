@@ -1,16 +1,18 @@
+import { createRequire } from "node:module";
 import { hostname } from "node:os";
-import { context, propagation, type Tracer, trace } from "@opentelemetry/api";
-import { setGlobalErrorHandler, W3CTraceContextPropagator } from "@opentelemetry/core";
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
-import { resourceFromAttributes } from "@opentelemetry/resources";
 import {
-  BatchSpanProcessor,
-  NodeTracerProvider,
-  ParentBasedSampler,
-  TraceIdRatioBasedSampler,
-} from "@opentelemetry/sdk-trace-node";
+  type Context,
+  context,
+  propagation,
+  type TextMapGetter,
+  type TextMapPropagator,
+  type TextMapSetter,
+  type Tracer,
+  trace,
+} from "@opentelemetry/api";
+import type { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
 import { type Logger, pino } from "pino";
-import { collectDefaultMetrics, Registry } from "prom-client";
+import type { Registry } from "prom-client";
 import type { TelemetryConfig } from "./schema.ts";
 import {
   type KeepRule,
@@ -20,13 +22,57 @@ import {
   TailKeepProcessor,
 } from "./tail-keep.ts";
 
+const require = createRequire(import.meta.url);
+
+/**
+ * prom-client's registry and default collectors without its index module, which also loads the
+ * Pushgateway client (https, tls, zlib) and the cluster aggregator: a program that uses neither (the
+ * agent) saves about 4 MB. The same classes as the index exports (one module cache); prom-client 15
+ * has no "exports" map, which is what makes lib/ loadable.
+ */
+const PromRegistry = require("prom-client/lib/registry") as typeof import("prom-client").Registry;
+const collectDefaultMetrics =
+  require("prom-client/lib/defaultMetrics") as typeof import("prom-client").collectDefaultMetrics;
+
+/**
+ * The tracing SDK (provider, batch processor, samplers, OTLP/HTTP exporter), loaded when a program
+ * configures a tracing endpoint. Without one, tracing is off and these modules are never loaded: about
+ * 3 MB of a process's memory (docs/benchmarks.md, agent section).
+ */
+function tracingSdk() {
+  return {
+    ...(require("@opentelemetry/sdk-trace-node") as typeof import("@opentelemetry/sdk-trace-node")),
+    ...(require("@opentelemetry/exporter-trace-otlp-http") as typeof import("@opentelemetry/exporter-trace-otlp-http")),
+    ...(require("@opentelemetry/resources") as typeof import("@opentelemetry/resources")),
+  };
+}
+
 export type { TelemetryConfig } from "./schema.ts";
 
 /**
  * The W3C trace-context propagator (traceparent, tracestate). Programs use it directly rather than the
  * global propagator, so extraction/injection does not depend on which provider registered itself first.
  */
-export const traceContextPropagator = new W3CTraceContextPropagator();
+export const traceContextPropagator: TextMapPropagator = {
+  inject(ctx: Context, carrier: unknown, setter: TextMapSetter) {
+    w3c().inject(ctx, carrier, setter);
+  },
+  extract(ctx: Context, carrier: unknown, getter: TextMapGetter): Context {
+    return w3c().extract(ctx, carrier, getter);
+  },
+  fields: () => w3c().fields(),
+};
+
+let w3cPropagator: TextMapPropagator | undefined;
+/** @opentelemetry/core (and the semantic conventions it pulls in) loads on first use (with the SDK). */
+function w3c(): TextMapPropagator {
+  if (w3cPropagator) return w3cPropagator;
+  const { W3CTraceContextPropagator } = otelCore();
+  w3cPropagator = new W3CTraceContextPropagator();
+  return w3cPropagator;
+}
+
+const otelCore = () => require("@opentelemetry/core") as typeof import("@opentelemetry/core");
 
 /** The provider registered as the process-wide OTel default (feature code uses `trace.getTracer()`). */
 let globalOwner: NodeTracerProvider | undefined;
@@ -151,7 +197,7 @@ function stdoutDestination(): ReturnType<typeof pino.destination> {
 export function createTelemetry(opts: TelemetryOptions): Telemetry {
   const { config } = opts;
   const serviceName = config.serviceName ?? opts.serviceName;
-  const registry = new Registry();
+  const registry = new PromRegistry();
   if (config.metrics.enabled && config.metrics.process) collectDefaultMetrics({ register: registry });
 
   const logger = createLogger(serviceName, config.logs.level, opts.logDestination, {
@@ -167,6 +213,14 @@ export function createTelemetry(opts: TelemetryOptions): Telemetry {
 
   let provider: NodeTracerProvider | undefined;
   if (config.tracing.endpoint) {
+    const {
+      OTLPTraceExporter,
+      BatchSpanProcessor,
+      TraceIdRatioBasedSampler,
+      NodeTracerProvider,
+      ParentBasedSampler,
+      resourceFromAttributes,
+    } = tracingSdk();
     const exporter = new OTLPTraceExporter({
       url: config.tracing.endpoint,
       headers: config.tracing.headers,
@@ -197,7 +251,7 @@ export function createTelemetry(opts: TelemetryOptions): Telemetry {
     });
     // Export failures (collector down or hanging) are reported, at most once a minute, never thrown.
     let lastExportWarning = 0;
-    setGlobalErrorHandler((err) => {
+    otelCore().setGlobalErrorHandler((err) => {
       const now = Date.now();
       if (now - lastExportWarning < 60_000) return;
       lastExportWarning = now;

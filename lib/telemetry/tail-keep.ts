@@ -1,3 +1,4 @@
+import { createRequire } from "node:module";
 import {
   type Attributes,
   type Context,
@@ -6,14 +7,21 @@ import {
   SpanStatusCode,
   TraceFlags,
 } from "@opentelemetry/api";
-import {
-  type ReadableSpan,
-  type Sampler,
-  SamplingDecision,
-  type SamplingResult,
-  type Span,
-  type SpanProcessor,
+import type {
+  ReadableSpan,
+  Sampler,
+  SamplingResult,
+  Span,
+  SpanProcessor,
 } from "@opentelemetry/sdk-trace-node";
+
+const require = createRequire(import.meta.url);
+type Decisions = typeof import("@opentelemetry/sdk-trace-node").SamplingDecision;
+let decisions: Decisions | undefined;
+/** The SDK's SamplingDecision, loaded with the SDK: only a program that traces builds these samplers. */
+const SamplingDecision = (): Decisions =>
+  (decisions ??= (require("@opentelemetry/sdk-trace-node") as typeof import("@opentelemetry/sdk-trace-node"))
+    .SamplingDecision);
 
 /**
  * Keeping errors and slow requests at a higher rate than the head-sampling ratio, inside one process.
@@ -53,7 +61,8 @@ export class RecordUnsampledSampler implements Sampler {
     links: Link[],
   ): SamplingResult {
     const r = this.ratio.shouldSample(context, traceId, spanName, spanKind, attributes, links);
-    return r.decision === SamplingDecision.RECORD_AND_SAMPLED ? r : { decision: SamplingDecision.RECORD };
+    const d = SamplingDecision();
+    return r.decision === d.RECORD_AND_SAMPLED ? r : { decision: d.RECORD };
   }
   toString(): string {
     return `RecordUnsampled{${this.ratio.toString()}}`;
@@ -63,7 +72,7 @@ export class RecordUnsampledSampler implements Sampler {
 /** Children of a recorded, unsampled local parent are recorded too (they may be kept with it). */
 export class RecordSampler implements Sampler {
   shouldSample(): SamplingResult {
-    return { decision: SamplingDecision.RECORD };
+    return { decision: SamplingDecision().RECORD };
   }
   toString(): string {
     return "Record";
