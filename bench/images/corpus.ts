@@ -1,16 +1,21 @@
 /**
  * The benchmark corpus: real photographs from Debian's wallpaper packages, downloaded with apt-get and
  * unpacked into a cache directory (never committed). Only photographs are listed: the packages also
- * hold illustrations, which compress very differently.
+ * hold illustrations, which compress very differently. Checked and found to hold no further real
+ * photographs ≥ 3000 px wide: plasma-workspace-wallpapers, gnome-backgrounds, mate-backgrounds,
+ * ukui-wallpapers, lomiri-wallpapers, xfdesktop4-data and desktop-base (illustrations or paintings).
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-const PACKAGES = ["lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04"];
+const PACKAGES = ["lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04", "lxqt-themes"];
 
-/** Photographs whose long side is at least 3000 px (8 landscape ≥3000 px wide, 2 portrait ≥3000 px tall). */
+/**
+ * Photographs whose long side is at least 3000 px: 12 landscape ≥ 3000 px wide (lxqt-themes ships three
+ * of its four as PNG), and 2 portrait ≥ 3000 px tall.
+ */
 export const PHOTOS = [
   "lomiri-wallpapers-16.04/usr/share/backgrounds/Bridge_by_Sander_Klootwijk.jpg",
   "lomiri-wallpapers-16.04/usr/share/backgrounds/Dragonfly_by_Bolly.jpg",
@@ -20,6 +25,10 @@ export const PHOTOS = [
   "lomiri-wallpapers-16.04/usr/share/backgrounds/seeding_by_Clements_Engelhardt.jpg",
   "lomiri-wallpapers-16.04/usr/share/backgrounds/sunset_by_Aitzol_Berasategi.jpg",
   "lomiri-wallpapers-20.04/usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg",
+  "lxqt-themes/usr/share/lxqt/wallpapers/after-the-rain.jpg",
+  "lxqt-themes/usr/share/lxqt/wallpapers/appleflower.png",
+  "lxqt-themes/usr/share/lxqt/wallpapers/butterfly.png",
+  "lxqt-themes/usr/share/lxqt/wallpapers/flowers.png",
   "lomiri-wallpapers-16.04/usr/share/backgrounds/friends_by_Aitzol_Berasategi.jpg",
   "lomiri-wallpapers-16.04/usr/share/backgrounds/Wine_by_Jakkub_Mede.jpg",
 ];

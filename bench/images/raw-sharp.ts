@@ -19,6 +19,7 @@ const one = async (f: string) => {
 };
 await one(files[0]!); // warm-up, as the gateway run has
 const t0 = performance.now();
+const cpu0 = process.cpuUsage();
 let i = 0;
 await Promise.all(
   Array.from({ length: inFlight }, async () => {
@@ -26,6 +27,7 @@ await Promise.all(
   }),
 );
 const secs = (performance.now() - t0) / 1000;
+const cpu = process.cpuUsage(cpu0);
 process.stdout.write(
-  `${JSON.stringify({ seconds: secs, images: files.length, concurrency: sharp.concurrency() })}\n`,
+  `${JSON.stringify({ seconds: secs, images: files.length, concurrency: sharp.concurrency(), cpu: (cpu.user + cpu.system) / 1e6 })}\n`,
 );

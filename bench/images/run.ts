@@ -11,11 +11,11 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { basename, join } from "node:path";
+import { basename, extname, join } from "node:path";
 import sharp from "sharp";
 import { stringify } from "yaml";
 import { freePort } from "../../lib/net/free-port.ts";
-import { peakRssBytes, rssBytes } from "../lib/proc.ts";
+import { cpuSeconds, peakRssBytes, rssBytes } from "../lib/proc.ts";
 import { ensureDebianPackages, runWrk } from "../lib/wrk.ts";
 import { ensureCorpus } from "./corpus.ts";
 import { encoderSweep } from "./encoders.ts";
@@ -304,14 +304,14 @@ async function main(): Promise<void> {
     // 4K JPEG sources (3840 px wide), many distinct files so every request is a cold transform.
     const fourK = join(work, "4k");
     mkdirSync(fourK);
-    const copies = QUICK ? 2 : 12;
+    const copies = QUICK ? 2 : 16;
     const fourKNames: string[] = [];
     for (const p of photos) {
       const m = await sharp(p).metadata();
       if ((m.autoOrient?.width ?? 0) < 3840) continue;
       const buf = await sharp(p).autoOrient().resize({ width: 3840 }).jpeg({ quality: 90 }).toBuffer();
       for (let c = 0; c < copies; c++) {
-        const n = `${basename(p, ".jpg")}-${c}.jpg`;
+        const n = `${basename(p, extname(p))}-${c}.jpg`;
         writeFileSync(join(fourK, n), buf);
         fourKNames.push(n);
       }
@@ -333,12 +333,18 @@ async function main(): Promise<void> {
         await fetchBytes(`${gw.url}/img/${fourKNames[0]}?w=320`, WEBP); // warm up code paths, not the variant
         // Alternate rounds of raw sharp and the gateway so load from elsewhere hits both alike. Raw sharp
         // runs in a child with the same allocator, so its libvips thread count matches the gateway's.
-        const rounds = QUICK ? 2 : 4;
+        // Many short rounds: load from elsewhere on the machine then hits both sides alike. CPU seconds per
+        // image are recorded too (raw: the child's own; gateway: its process, plus this client's share),
+        // since on a shared machine they vary far less than rates do.
+        const rounds = QUICK ? 2 : 8;
         const per = Math.floor(fourKNames.length / rounds);
         let rawSecs = 0;
         let rawImages = 0;
+        let rawCpu = 0;
         let gwSecs = 0;
         let gwImages = 0;
+        let gwCpu = 0;
+        let clientCpu = 0;
         let threads = 0;
         for (let r = 0; r < rounds; r++) {
           const names = fourKNames.slice(r * per, (r + 1) * per);
@@ -351,19 +357,27 @@ async function main(): Promise<void> {
             seconds: number;
             images: number;
             concurrency: number;
+            cpu: number;
           };
           rawSecs += raw.seconds;
           rawImages += raw.images;
+          rawCpu += raw.cpu;
           threads = raw.concurrency;
+          const cpu0 = cpuSeconds(gw.pid);
+          const client0 = process.cpuUsage();
           gwSecs += await pool(names, inFlight, async (n) => {
             const res = await fetchBytes(`${gw.url}/img/${n}?w=1170`, WEBP);
             if (res.status !== 200 || res.type !== "image/webp")
               throw new Error(`cold request failed: ${res.status}`);
           });
+          gwCpu += cpuSeconds(gw.pid) - cpu0;
+          const client = process.cpuUsage(client0);
+          clientCpu += (client.user + client.system) / 1e6;
           gwImages += names.length;
         }
         const raw = { perSecond: rawImages / rawSecs, concurrency: threads };
         const gwRate = gwImages / gwSecs;
+        const ms = (secs: number, n: number) => Math.round((secs / n) * 10_000) / 10;
         coldRuns[label] = {
           images: gwImages,
           rounds,
@@ -372,6 +386,13 @@ async function main(): Promise<void> {
           rawSharpPerSecond: Math.round(raw.perSecond * 100) / 100,
           gatewayPerSecond: Math.round(gwRate * 100) / 100,
           ratio: Math.round((gwRate / raw.perSecond) * 1000) / 1000,
+          cpuMsPerImage: {
+            rawSharp: ms(rawCpu, rawImages),
+            gateway: ms(gwCpu, gwImages),
+            client: ms(clientCpu, gwImages),
+          },
+          // What the rate ratio tends to when CPU is the only limit (2 in flight on 2 cores).
+          cpuRatio: Math.round((rawCpu / rawImages / ((gwCpu + clientCpu) / gwImages)) * 1000) / 1000,
         };
         log(`cold ${label}: gateway ${gwRate.toFixed(1)}/s vs raw sharp ${raw.perSecond.toFixed(1)}/s`);
 
@@ -483,7 +504,7 @@ async function main(): Promise<void> {
           .autoOrient()
           .resize({ width: 2048, height: 2048, fit: "inside" })
           .jpeg({ quality: 88 })
-          .toFile(join(mixDir, basename(p)));
+          .toFile(join(mixDir, `${basename(p, extname(p))}.jpg`));
       }
       const total = MIXED;
       const qualities = [50, 55, 60, 65, 70, 75, 80, 85, 90];
@@ -493,7 +514,7 @@ async function main(): Promise<void> {
         for (const w of WIDTHS.filter((w) => w <= 1280))
           for (const q of qualities)
             for (const ar of aspects)
-              combos.push(`/img/${basename(p)}?w=${w}${ar ? `&ar=${ar}` : ""}&q=${q}`);
+              combos.push(`/img/${basename(p, extname(p))}.jpg?w=${w}${ar ? `&ar=${ar}` : ""}&q=${q}`);
       const rand = rng(42);
       for (let i = combos.length - 1; i > 0; i--) {
         const j = Math.floor(rand() * (i + 1));
