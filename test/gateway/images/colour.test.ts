@@ -8,10 +8,10 @@ import { join } from "node:path";
 import sharp from "sharp";
 import t, { type Test } from "tap";
 import { iccGamut } from "../../../gateway/images/colour.ts";
-import { serviceAt, startGateway } from "../../helpers/gateway.ts";
 import {
   builtinProfile,
   convertColour,
+  directoryImageGateway,
   iccProfile,
   photo,
   solid,
@@ -41,18 +41,7 @@ writeFileSync(join(src, "srgb-tagged.jpg"), tagJpeg(await solid("jpeg", [200, 40
 writeFileSync(join(src, "untagged.jpg"), await solid("jpeg", [200, 40, 40]));
 
 async function boot(t: Test, images: Record<string, unknown> = {}, cacheDir = tempDir(t, "edgeway-img-cc-")) {
-  const gw = await startGateway({
-    services: { s: serviceAt("http://127.0.0.1:9") },
-    routes: [
-      {
-        match: { path: "/img" },
-        service: "s",
-        stripPrefix: true,
-        filters: [{ images: { source: { type: "directory", dir: src } } }],
-      },
-    ],
-    images: { cache: { dir: cacheDir }, ...images },
-  });
+  const gw = await directoryImageGateway(src, { images: { cache: { dir: cacheDir }, ...images } });
   t.teardown(() => gw.close());
   return gw;
 }

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { crc32, deflateSync } from "node:zlib";
 import sharp from "sharp";
+import { serviceAt, startGateway } from "../../helpers/gateway.ts";
 
 /** A photo-like JPEG (noise over a gradient, so encoders have real work and sizes differ by quality). */
 export async function photo(
@@ -294,4 +295,23 @@ export function convertColour(
     rgb: linear.map((v) => Math.round(255 * encode(Math.min(1, Math.max(0, v))))) as [number, number, number],
     linear,
   };
+}
+
+/** A gateway serving `/img/<file>` from `dir` through the images filter; its upstream is never asked. */
+export function directoryImageGateway(
+  dir: string,
+  opts: { images?: Record<string, unknown>; route?: Record<string, unknown> } = {},
+) {
+  return startGateway({
+    services: { s: serviceAt("http://127.0.0.1:9") },
+    routes: [
+      {
+        match: { path: "/img" },
+        service: "s",
+        stripPrefix: true,
+        filters: [{ images: { source: { type: "directory", dir }, ...opts.route } }],
+      },
+    ],
+    images: opts.images ?? {},
+  });
 }

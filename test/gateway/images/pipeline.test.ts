@@ -10,7 +10,7 @@ import type { Registry } from "prom-client";
 import t, { type Test } from "tap";
 import { signedUrl } from "../../../gateway/images/sign.ts";
 import { serviceAt, startGateway, startUpstream } from "../../helpers/gateway.ts";
-import { photo, tempDir } from "./fixtures.ts";
+import { directoryImageGateway, photo, tempDir } from "./fixtures.ts";
 
 const AVIF_ACCEPT = "image/avif,image/webp,*/*;q=0.8";
 const WEBP_ACCEPT = "image/webp,*/*;q=0.8";
@@ -33,23 +33,11 @@ async function metric(
 }
 
 async function dirGateway(t: Test, images: Record<string, unknown>, route: Record<string, unknown> = {}) {
-  const up = await startUpstream((_req, res) => res.end("unused"));
-  const gw = await startGateway({
-    services: { s: serviceAt(up.url) },
-    routes: [
-      {
-        match: { path: "/img" },
-        service: "s",
-        stripPrefix: true,
-        filters: [{ images: { source: { type: "directory", dir: src }, ...route } }],
-      },
-    ],
+  const gw = await directoryImageGateway(src, {
+    route,
     images: { cache: { dir: tempDir(t, "edgeway-img-cache-") }, ...images },
   });
-  t.teardown(async () => {
-    await gw.close();
-    await up.close();
-  });
+  t.teardown(() => gw.close());
   return gw;
 }
 
@@ -106,19 +94,7 @@ t.test("a full queue answers 503 with Retry-After and recovers", async (t) => {
 
 t.test("the disk cache survives a restart", async (t) => {
   const dir = tempDir(t, "edgeway-img-disk-");
-  const boot = () =>
-    startGateway({
-      services: { s: serviceAt("http://127.0.0.1:9") },
-      routes: [
-        {
-          match: { path: "/img" },
-          service: "s",
-          stripPrefix: true,
-          filters: [{ images: { source: { type: "directory", dir: src } } }],
-        },
-      ],
-      images: { cache: { dir, memory: "1MiB" } },
-    });
+  const boot = () => directoryImageGateway(src, { images: { cache: { dir, memory: "1MiB" } } });
   const a = await boot();
   const first = await fetch(`${a.url}/img/p.jpg?w=480`, { headers: { accept: WEBP_ACCEPT } });
   const body = Buffer.from(await first.arrayBuffer());

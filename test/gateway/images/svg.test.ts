@@ -10,8 +10,7 @@ import sharp from "sharp";
 import t, { type Test } from "tap";
 import { SVG_CSP } from "../../../gateway/images/filter.ts";
 import { cssReachesOut } from "../../../gateway/images/svg.ts";
-import { serviceAt, startGateway } from "../../helpers/gateway.ts";
-import { tempDir } from "./fixtures.ts";
+import { directoryImageGateway, tempDir } from "./fixtures.ts";
 
 const NS = 'xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"';
 const PNG_DOT = (
@@ -115,18 +114,7 @@ writeFileSync(
 writeFileSync(join(src, "big.svg"), `<svg ${NS}>${"<rect width='1' height='1'/>".repeat(2000)}</svg>`);
 
 async function boot(t: Test, route: Record<string, unknown>, cacheDir = tempDir(t, "edgeway-img-svgc-")) {
-  const gw = await startGateway({
-    services: { s: serviceAt("http://127.0.0.1:9") },
-    routes: [
-      {
-        match: { path: "/img" },
-        service: "s",
-        stripPrefix: true,
-        filters: [{ images: { source: { type: "directory", dir: src }, ...route } }],
-      },
-    ],
-    images: { cache: { dir: cacheDir } },
-  });
+  const gw = await directoryImageGateway(src, { route, images: { cache: { dir: cacheDir } } });
   t.teardown(() => gw.close());
   const get = async (name: string) => {
     const res = await fetch(`${gw.url}/img/${name}`);
@@ -223,20 +211,8 @@ t.test("sanitize on: svg.maxBytes bounds what is parsed", async (t) => {
 t.test(
   "sanitize on: a document that takes too long ends the worker (503); the next one is served",
   async (t) => {
-    const gw = await startGateway({
-      services: { s: serviceAt("http://127.0.0.1:9") },
-      routes: [
-        {
-          match: { path: "/img" },
-          service: "s",
-          stripPrefix: true,
-          filters: [
-            {
-              images: { source: { type: "directory", dir: src }, svg: { sanitize: true, maxBytes: "8MiB" } },
-            },
-          ],
-        },
-      ],
+    const gw = await directoryImageGateway(src, {
+      route: { svg: { sanitize: true, maxBytes: "8MiB" } },
       images: { cache: { dir: tempDir(t, "edgeway-img-svgt-") }, limits: { transformTimeout: "1500ms" } },
     });
     t.teardown(() => gw.close());
