@@ -5,6 +5,7 @@ import { agentTelemetry, createJobs, startAgent } from "./daemon.ts";
 import { PG_METRICS_JOB } from "./db/module.ts";
 import { HOST_JOB } from "./host/module.ts";
 import { AGENT_MODULES } from "./modules.ts";
+import { applyAgentRuntime, dropTypeStripper } from "./runtime.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
 
 /** Parses flags (every agent command takes --config); returns loosely typed values. */
@@ -38,6 +39,8 @@ const daemon: Command = {
     const { values, positionals } = parse(argv, { check: { type: "boolean" } });
     if (positionals.length)
       throw new UsageError(`unknown command "agent ${positionals.join(" ")}"; try edgeway agent --help`);
+    // The daemon's own V8 flags and malloc settings (agent/runtime.ts): may restart this process image.
+    if (!values.check) applyAgentRuntime();
     const config = configFromArgs(values.config as string | undefined);
     if (values.check) {
       process.stdout.write("configuration ok\n");
@@ -45,7 +48,12 @@ const daemon: Command = {
     }
     let agent: Awaited<ReturnType<typeof startAgent>>;
     try {
-      agent = await startAgent({ config, modules: AGENT_MODULES, runAtStart: [HOST_JOB, PG_METRICS_JOB] });
+      agent = await startAgent({
+        config,
+        modules: AGENT_MODULES,
+        runAtStart: [HOST_JOB, PG_METRICS_JOB],
+        afterLoad: dropTypeStripper,
+      });
     } catch (err) {
       // e.g. the admin port is taken: one clear line, no stack.
       process.stderr.write(`edgeway agent: ${(err as Error).message}\n`);

@@ -26,6 +26,8 @@ export interface StartAgentOptions {
   extraJobs?: Job[];
   /** Jobs to run once right away (cheap readers), so /metrics is useful before the first cron tick. */
   runAtStart?: readonly string[];
+  /** Called once every module's jobs (and so all the code the daemon runs) are loaded, before anything starts. */
+  afterLoad?: () => void;
 }
 
 /** Builds the jobs of every module (for the daemon and for one-off runs from the CLI). */
@@ -59,6 +61,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentDaemon> 
   const telemetry = agentTelemetry(config, opts.logDestination);
   const { logger } = telemetry;
   const jobs = [...(await createJobs(config, opts.modules, telemetry)), ...(opts.extraJobs ?? [])];
+  opts.afterLoad?.();
   const scheduler = new Scheduler({ telemetry, jobs });
   const startedAt = new Date();
   let stopping = false;
