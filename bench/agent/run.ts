@@ -1,25 +1,46 @@
 /**
- * bench:agent — cost of the agent's host metrics next to Debian's prometheus-node-exporter, same run.
+ * bench:agent — the agent's cost next to Debian's prometheus-node-exporter, measured in the same run.
  *
- * Starts both on spare loopback ports, warms them up, then for each: N sequential scrapes of /metrics
- * (latency p50/p99/max, body size, series), and resident memory (VmRSS and peak VmHWM) afterwards.
- * For the agent it also times the host-metrics job itself (reading /proc and /sys, triggered through
- * POST /jobs/host-metrics/run), since its /metrics renders the latest reading. The agent runs with
- * its PostgreSQL jobs too (EDGEWAY_PG_URL or the default), as it would in production.
+ * node_exporter and the agent run on spare loopback ports. Each is scraped N times in a row (latency
+ * p50/p99/max, body size, series, CPU time per scrape). For the agent each cycle also runs the
+ * host-metrics job through POST /jobs/host-metrics/run, since its /metrics renders the latest reading
+ * while node_exporter reads /proc inside the scrape. Resident memory (VmRSS, split into anonymous
+ * memory and file pages of the executable) is read once started, after the burst, and after an idle
+ * period in which the agent's own jobs keep running on their schedules.
  *
- * Installs prometheus-node-exporter with apt-get when it is missing. Flags: --scrapes N.
- * Writes bench/agent/results.json and prints a summary table.
+ * The agent is started the way `npm run agent` starts it, so it applies its own runtime settings
+ * (agent/runtime.ts). For comparison the same run measures it with EDGEWAY_AGENT_RUNTIME=default (the
+ * launcher's flags only) and, with --sweep, one setting at a time. Each setting gets a start before its
+ * measured one, so the compile cache is warm (Node keys the cache by V8 flags). It also runs
+ * bench/agent/breakdown.ts: Node alone, Node with its type stripper, and the agent's memory step by step.
+ * The agent runs with its PostgreSQL jobs (EDGEWAY_PG_URL or the default URL), as in production.
+ *
+ * Installs prometheus-node-exporter with apt-get when it is missing.
+ * Flags: --scrapes N (200), --idle SECONDS (45), --sweep.
+ * Writes bench/agent/results.json and prints the tables.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { AGENT_ENV, AGENT_NODE_FLAGS } from "../../agent/runtime.ts";
 import { freePort } from "../../lib/net/free-port.ts";
 
-const { values } = parseArgs({ options: { scrapes: { type: "string", default: "200" } } });
+const { values } = parseArgs({
+  options: {
+    scrapes: { type: "string", default: "200" },
+    idle: { type: "string", default: "45" },
+    sweep: { type: "boolean", default: false },
+  },
+});
 const SCRAPES = Number(values.scrapes);
+const IDLE_MS = Number(values.idle) * 1000;
 const log = (s: string) => process.stderr.write(`${s}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const ROOT = new URL("../../", import.meta.url).pathname;
+/** The launcher of `npm run agent` (package.json), the chart and the systemd unit. */
+const LAUNCHER_FLAGS = ["--max-semi-space-size=1"];
 
 function ensureNodeExporter(): string {
   const which = () => {
@@ -36,10 +57,7 @@ function ensureNodeExporter(): string {
     execFileSync(
       "sh",
       ["-c", `${sudo.join(" ")} flock /tmp/apt.lock apt-get install -y prometheus-node-exporter`],
-      {
-        stdio: "inherit",
-        env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
-      },
+      { stdio: "inherit", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } },
     );
     bin = which();
   }
@@ -47,7 +65,7 @@ function ensureNodeExporter(): string {
   return bin;
 }
 
-async function waitFor(url: string, child: ChildProcess, timeoutMs = 20_000): Promise<void> {
+async function waitFor(url: string, child: ChildProcess, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`${url}: process exited ${child.exitCode}`);
@@ -56,137 +74,287 @@ async function waitFor(url: string, child: ChildProcess, timeoutMs = 20_000): Pr
     } catch {
       // not listening yet
     }
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
   throw new Error(`${url} did not answer within ${timeoutMs}ms`);
 }
 
-/**
- * RSS, its peak, and how it splits: private anonymous memory (heap, wasm, malloc) versus shared clean
- * pages of the executable (page cache the kernel can drop, shared by every process of the same binary).
- */
-function memory(pid: number): { rssMiB: number; peakMiB: number; anonMiB: number; sharedCleanMiB: number } {
+interface Memory {
+  rssMiB: number;
+  peakMiB: number;
+  anonMiB: number;
+  fileMiB: number;
+}
+
+/** RSS and its split: anonymous memory (V8 heap, malloc) and file pages (the executable's code and data). */
+function memory(pid: number): Memory {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
-  const kb = (text: string, key: string) =>
-    Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? Number.NaN);
+  const kb = (key: string) =>
+    Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
+  const mib = (n: number) => Math.round((n / 1024) * 10) / 10;
   return {
-    rssMiB: kb(status, "VmRSS") / 1024,
-    peakMiB: kb(status, "VmHWM") / 1024,
-    anonMiB: kb(rollup, "Anonymous") / 1024,
-    sharedCleanMiB: kb(rollup, "Shared_Clean") / 1024,
+    rssMiB: mib(kb("VmRSS")),
+    peakMiB: mib(kb("VmHWM")),
+    anonMiB: mib(kb("RssAnon")),
+    fileMiB: mib(kb("RssFile") + kb("RssShmem")),
   };
+}
+
+/** User + system CPU time of a process, in milliseconds. */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
 }
 
 const pct = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+const round = (n: number, d = 2) => Math.round(n * 10 ** d) / 10 ** d;
 
-async function scrape(url: string, n: number) {
+function summary(times: number[]) {
+  const sorted = [...times].sort((a, b) => a - b);
+  return { p50: round(pct(sorted, 50)), p99: round(pct(sorted, 99)), max: round(sorted[sorted.length - 1]!) };
+}
+
+/** N scrapes of `url` (after `before`, e.g. the agent's host reading); latency and CPU per cycle. */
+async function scrapes(url: string, pid: number, n: number, before?: () => Promise<number | undefined>) {
   const times: number[] = [];
+  const reads: number[] = [];
   let bytes = 0;
   let series = 0;
+  const cpu0 = cpuMs(pid);
   for (let i = 0; i < n; i++) {
+    const read = await before?.();
+    if (read !== undefined) reads.push(read);
     const t0 = performance.now();
     const body = await (await fetch(url)).text();
     times.push(performance.now() - t0);
     bytes = body.length;
     series = body.split("\n").filter((l) => l && !l.startsWith("#")).length;
   }
-  times.sort((a, b) => a - b);
   return {
     scrapes: n,
-    p50: pct(times, 50),
-    p99: pct(times, 99),
-    max: times[times.length - 1]!,
+    scrape: summary(times),
+    ...(reads.length ? { hostRead: summary(reads) } : {}),
+    cpuMsPerScrape: round((cpuMs(pid) - cpu0) / n),
     bytes,
     series,
   };
 }
 
-async function main() {
-  const neBin = ensureNodeExporter();
-  const [agentPort, nePort] = [await freePort(), await freePort()];
-  const dir = mkdtempSync(join(tmpdir(), "edgeway-bench-agent-"));
-  writeFileSync(
-    join(dir, "agent.yaml"),
-    `agent:\n  admin:\n    listen: 127.0.0.1:${agentPort}\ntelemetry:\n  logs:\n    level: warn\n`,
-  );
-  // The same V8 flag as `npm run agent`: a 1 MiB young generation keeps ~25 MiB of heap off the RSS.
-  const agent = spawn(
-    process.execPath,
-    ["--max-semi-space-size=1", "bin/edgeway.ts", "agent", "--config", join(dir, "agent.yaml")],
-    {
-      stdio: ["ignore", "ignore", "inherit"],
-    },
-  );
-  const ne = spawn(neBin, [`--web.listen-address=127.0.0.1:${nePort}`], {
-    stdio: ["ignore", "ignore", "ignore"],
-  });
-  const stopAll = () => {
-    agent.kill("SIGTERM");
-    ne.kill("SIGTERM");
-    rmSync(dir, { recursive: true, force: true });
-  };
-  try {
-    await Promise.all([
-      waitFor(`http://127.0.0.1:${agentPort}/healthz`, agent),
-      waitFor(`http://127.0.0.1:${nePort}/metrics`, ne),
-    ]);
-    // Memory once started and settled (first readings done), before the burst of scrapes below.
-    await new Promise((r) => setTimeout(r, 3000));
-    const agentAtStart = memory(agent.pid!);
-    const agentMetrics = `http://127.0.0.1:${agentPort}/metrics`;
-    const neMetrics = `http://127.0.0.1:${nePort}/metrics`;
-    await scrape(agentMetrics, 20);
-    await scrape(neMetrics, 20);
+interface Setting {
+  name: string;
+  /** Node flags of the launcher. */
+  flags: string[];
+  env: Record<string, string>;
+}
 
-    // The agent's host reading itself (what node_exporter does inside each scrape).
-    const collect: number[] = [];
-    for (let i = 0; i < SCRAPES; i++) {
-      const r = (await (
-        await fetch(`http://127.0.0.1:${agentPort}/jobs/host-metrics/run`, { method: "POST" })
-      ).json()) as {
+const CHOSEN: Setting = { name: "agent (its runtime settings)", flags: LAUNCHER_FLAGS, env: {} };
+const BEFORE: Setting = {
+  name: "launcher flags only (EDGEWAY_AGENT_RUNTIME=default)",
+  flags: LAUNCHER_FLAGS,
+  env: { EDGEWAY_AGENT_RUNTIME: "default" },
+};
+/** One setting at a time, in the order agent/runtime.ts adds them (docs/decisions.md). */
+const SWEEP: Setting[] = (
+  [
+    { name: "--max-semi-space-size=1", flags: [], env: {} },
+    { name: "+ --no-opt --no-maglev", flags: ["--no-opt", "--no-maglev"], env: {} },
+    { name: "+ --no-sparkplug", flags: ["--no-opt", "--no-maglev", "--no-sparkplug"], env: {} },
+    {
+      name: "+ --optimize-for-size",
+      flags: ["--no-opt", "--no-maglev", "--no-sparkplug", "--optimize-for-size"],
+      env: {},
+    },
+    {
+      name: "+ MALLOC_ARENA_MAX=2",
+      flags: ["--no-opt", "--no-maglev", "--no-sparkplug", "--optimize-for-size"],
+      env: { MALLOC_ARENA_MAX: "2" },
+    },
+  ] as Setting[]
+).map((s) => ({
+  ...s,
+  flags: [...LAUNCHER_FLAGS, ...s.flags],
+  env: { ...s.env, EDGEWAY_AGENT_RUNTIME: "default" },
+}));
+
+function agentEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
+  for (const k of ["MALLOC_ARENA_MAX", "EDGEWAY_AGENT_RUNTIME", "EDGEWAY_AGENT_EXEC"]) {
+    if (!(k in extra)) delete env[k];
+  }
+  return env;
+}
+
+async function startAgent(setting: Setting, config: string, port: number): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [...setting.flags, "bin/edgeway.js", "agent", "--config", config], {
+    cwd: ROOT,
+    env: agentEnv(setting.env),
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  await waitFor(`http://127.0.0.1:${port}/healthz`, child);
+  return child;
+}
+
+async function stopAgent(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGTERM");
+  await exited;
+}
+
+async function measureAgent(setting: Setting, dir: string) {
+  const port = await freePort();
+  const config = join(dir, `agent-${port}.yaml`);
+  writeFileSync(
+    config,
+    `agent:\n  admin:\n    listen: 127.0.0.1:${port}\ntelemetry:\n  logs:\n    level: warn\n`,
+  );
+  // A first start warms the compile cache for these flags (an agent replaces itself once it is warm).
+  await stopAgent(await startAgent(setting, config, port));
+  const child = await startAgent(setting, config, port);
+  try {
+    const pid = child.pid!;
+    const base = `http://127.0.0.1:${port}`;
+    await sleep(3000);
+    const atStart = memory(pid);
+    await scrapes(`${base}/metrics`, pid, 20);
+    const hostRead = async () => {
+      const r = (await (await fetch(`${base}/jobs/host-metrics/run`, { method: "POST" })).json()) as {
         result: string;
         durationMs: number;
       };
-      if (r.result === "success") collect.push(r.durationMs);
+      return r.result === "success" ? r.durationMs : undefined;
+    };
+    const run = await scrapes(`${base}/metrics`, pid, SCRAPES, hostRead);
+    const afterBurst = memory(pid);
+    await sleep(IDLE_MS);
+    const idle = memory(pid);
+    const text = await (await fetch(`${base}/metrics`)).text();
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
+    return {
+      setting: setting.name,
+      nodeFlags: cmdline.slice(1, cmdline.indexOf(`${ROOT}bin/edgeway.js`)),
+      ...run,
+      hostSeries: text.split("\n").filter((l) => l.startsWith("edgeway_host_")).length,
+      memory: { atStart, afterBurst, idle },
+    };
+  } finally {
+    await stopAgent(child);
+  }
+}
+
+type Step = { step: string; rssMiB: number; anonMiB: number; fileMiB: number; heapUsedMiB?: number };
+
+/** bench/agent/breakdown.ts in a fresh process with the agent's settings; the second of two runs. */
+function breakdown(): { nodeAlone: Step; nodeWithStripper: Step; steps: Step[] } {
+  const cache = mkdtempSync(join(tmpdir(), "edgeway-bench-cache-"));
+  try {
+    const run = (args: string[], env: Record<string, string>) => {
+      const r = spawnSync(
+        process.execPath,
+        [...AGENT_NODE_FLAGS, "--expose-gc", "bench/agent/breakdown.ts", ...args],
+        {
+          cwd: ROOT,
+          encoding: "utf8",
+          env: { ...process.env, ...AGENT_ENV, NODE_COMPILE_CACHE: cache, ...env },
+          timeout: 120_000,
+          killSignal: "SIGKILL",
+        },
+      );
+      if (r.status !== 0) throw new Error(`breakdown failed: ${r.stderr}`);
+      return r.stdout
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Step);
+    };
+    const idle = (env: Record<string, string>) => run(["--idle"], env)[0]!;
+    run([], {});
+    const steps = run([], {});
+    return {
+      nodeAlone: idle({}),
+      nodeWithStripper: idle({ NODE_DISABLE_COMPILE_CACHE: "1" }),
+      steps,
+    };
+  } finally {
+    rmSync(cache, { recursive: true, force: true });
+  }
+}
+
+async function main() {
+  const neBin = ensureNodeExporter();
+  const nePort = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "edgeway-bench-agent-"));
+  const ne = spawn(neBin, [`--web.listen-address=127.0.0.1:${nePort}`], { stdio: "ignore" });
+  try {
+    await waitFor(`http://127.0.0.1:${nePort}/metrics`, ne);
+    const neMetrics = `http://127.0.0.1:${nePort}/metrics`;
+    await sleep(3000);
+    const neAtStart = memory(ne.pid!);
+    await scrapes(neMetrics, ne.pid!, 20);
+    const neRun = await scrapes(neMetrics, ne.pid!, SCRAPES);
+    const neAfterBurst = memory(ne.pid!);
+
+    log("agent with its runtime settings…");
+    const agent = await measureAgent(CHOSEN, dir);
+    log("agent with the launcher's flags only…");
+    const before = await measureAgent(BEFORE, dir);
+    const sweep = [];
+    if (values.sweep) {
+      for (const s of SWEEP) {
+        log(`sweep: ${s.name}…`);
+        sweep.push(await measureAgent(s, dir));
+      }
     }
-    collect.sort((a, b) => a - b);
-    const agentScrape = await scrape(agentMetrics, SCRAPES);
-    const neScrape = await scrape(neMetrics, SCRAPES);
-    const agentHost = (await (await fetch(agentMetrics)).text())
-      .split("\n")
-      .filter((l) => l.startsWith("edgeway_host_")).length;
+    log("memory breakdown…");
+    const bd = breakdown();
+    const neIdle = memory(ne.pid!);
+
     const result = {
       at: new Date().toISOString(),
       scrapes: SCRAPES,
-      agent: {
-        scrape: agentScrape,
-        hostSeries: agentHost,
-        hostCollect: { p50: pct(collect, 50), p99: pct(collect, 99), max: collect[collect.length - 1] },
-        atStart: agentAtStart,
-        ...memory(agent.pid!),
-      },
+      idleSeconds: IDLE_MS / 1000,
+      agent,
+      launcherFlagsOnly: before,
+      ...(sweep.length ? { sweep } : {}),
+      breakdown: bd,
       nodeExporter: {
         version: execFileSync(neBin, ["--version"], { encoding: "utf8" }).split("\n")[0],
-        scrape: neScrape,
-        ...memory(ne.pid!),
+        ...neRun,
+        memory: { atStart: neAtStart, afterBurst: neAfterBurst, idle: neIdle },
       },
     };
     writeFileSync(new URL("./results.json", import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
-    const f = (n: number) => n.toFixed(2);
+
+    const f = (n: number | undefined) => (n === undefined ? "" : n.toFixed(2));
+    const m = (x: Memory) => `${x.rssMiB.toFixed(1)} (${x.anonMiB.toFixed(1)} + ${x.fileMiB.toFixed(1)})`;
+    const row = (name: string, r: typeof agent | typeof result.nodeExporter) =>
+      `| ${name} | ${f(r.scrape.p50)} / ${f(r.scrape.p99)} ms | ${"hostRead" in r && r.hostRead ? `${f(r.hostRead.p50)} / ${f(r.hostRead.p99)} ms` : "(in the scrape)"} | ${f(r.cpuMsPerScrape)} ms | ${r.series} | ${m(r.memory.atStart)} | ${m(r.memory.afterBurst)} | ${m(r.memory.idle)} |`;
     const lines = [
-      `| | scrape p50 | scrape p99 | scrape max | host read p50 / p99 | series | RSS | peak RSS | anonymous / shared executable |`,
-      `|---|---|---|---|---|---|---|---|---|`,
-      `| edgeway agent | ${f(agentScrape.p50)} ms | ${f(agentScrape.p99)} ms | ${f(agentScrape.max)} ms | ${f(result.agent.hostCollect.p50)} / ${f(result.agent.hostCollect.p99)} ms | ${agentScrape.series} (${agentHost} host) | ${result.agent.rssMiB.toFixed(1)} MiB | ${result.agent.peakMiB.toFixed(1)} MiB | ${result.agent.anonMiB.toFixed(1)} / ${result.agent.sharedCleanMiB.toFixed(1)} MiB |`,
-      `| prometheus-node-exporter | ${f(neScrape.p50)} ms | ${f(neScrape.p99)} ms | ${f(neScrape.max)} ms | (inside the scrape) | ${neScrape.series} | ${result.nodeExporter.rssMiB.toFixed(1)} MiB | ${result.nodeExporter.peakMiB.toFixed(1)} MiB | ${result.nodeExporter.anonMiB.toFixed(1)} / ${result.nodeExporter.sharedCleanMiB.toFixed(1)} MiB |`,
+      `RSS in MiB (anonymous + file pages). ${SCRAPES} scrapes in a row, then ${IDLE_MS / 1000} s idle.`,
       "",
-      `Agent memory once started: RSS ${agentAtStart.rssMiB.toFixed(1)} MiB (anonymous ${agentAtStart.anonMiB.toFixed(1)}, shared executable ${agentAtStart.sharedCleanMiB.toFixed(1)}); the table shows it after ${SCRAPES} job runs and ${SCRAPES + 20} scrapes.`,
-      `${SCRAPES} sequential scrapes each; ${result.nodeExporter.version}.`,
+      "| | scrape p50 / p99 | host read p50 / p99 | CPU per scrape | series | RSS started | after the scrapes | after idle |",
+      "|---|---|---|---|---|---|---|---|",
+      row("edgeway agent", agent),
+      row("agent, launcher flags only", before),
+      ...sweep.map((s) => row(`sweep: ${s.setting}`, s)),
+      row(result.nodeExporter.version ?? "prometheus-node-exporter", result.nodeExporter),
+      "",
+      `Agent flags: ${agent.nodeFlags.join(" ")}`,
+      "",
+      "| breakdown (after a full GC) | RSS | + | anonymous | file pages |",
+      "|---|---|---|---|---|",
+      `| Node 24 alone | ${bd.nodeAlone.rssMiB} | | ${bd.nodeAlone.anonMiB} | ${bd.nodeAlone.fileMiB} |`,
+      `| Node 24 with its type stripper loaded (cold or no compile cache) | ${bd.nodeWithStripper.rssMiB} | ${round(bd.nodeWithStripper.rssMiB - bd.nodeAlone.rssMiB, 1)} | ${bd.nodeWithStripper.anonMiB} | ${bd.nodeWithStripper.fileMiB} |`,
+      ...bd.steps.map(
+        (s, i) =>
+          `| ${s.step} | ${s.rssMiB} | ${i ? round(s.rssMiB - bd.steps[i - 1]!.rssMiB, 1) : ""} | ${s.anonMiB} | ${s.fileMiB} |`,
+      ),
     ];
     process.stdout.write(`${lines.join("\n")}\n`);
   } finally {
-    stopAll();
+    ne.kill("SIGTERM");
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -1,0 +1,115 @@
+/**
+ * Where the agent's memory goes: run by bench/agent/run.ts in a fresh process with the agent's own V8
+ * flags and environment (agent/runtime.ts) plus --expose-gc, on a warm compile cache. It loads what the
+ * agent loads, in the agent's order (libraries, then our code, then what starting and running does) and
+ * prints one JSON line per step with the process's RSS split into anonymous memory (heap, malloc) and
+ * file pages (the Node binary's code and read-only data: ICU tables, built-in modules' sources).
+ *
+ * `--idle` only loads this file (the baseline: Node itself, or Node plus its type stripper when the
+ * compile cache is off). Numbers are after a full GC; the first library loaded also pays for
+ * shared loader paths, so the split between neighbouring steps is approximate.
+ */
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+
+const gc = (globalThis as { gc?: () => void }).gc;
+
+function memory() {
+  for (let i = 0; i < 3; i++) gc?.();
+  const status = readFileSync("/proc/self/status", "utf8");
+  const kb = (key: string) =>
+    Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
+  const mib = (n: number) => Math.round((n / 1024) * 10) / 10;
+  return {
+    rssMiB: mib(kb("VmRSS")),
+    anonMiB: mib(kb("RssAnon")),
+    fileMiB: mib(kb("RssFile")),
+    heapUsedMiB: Math.round((process.memoryUsage().heapUsed / 1048576) * 10) / 10,
+    heapTotalMiB: Math.round((process.memoryUsage().heapTotal / 1048576) * 10) / 10,
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A request with node:http (fetch would load undici, which the agent itself never does). */
+function call(url: string, method = "GET"): Promise<string> {
+  const http = process.getBuiltinModule("node:http");
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (d: string) => {
+        body += d;
+      });
+      res.on("end", () => resolve(body));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+async function step(name: string, fn: () => unknown): Promise<void> {
+  await fn();
+  await sleep(50);
+  process.stdout.write(`${JSON.stringify({ step: name, ...memory() })}\n`);
+}
+
+async function main(): Promise<void> {
+  if (process.argv.includes("--idle")) {
+    await sleep(500);
+    process.stdout.write(`${JSON.stringify({ step: "idle", ...memory() })}\n`);
+    return;
+  }
+  const require = createRequire(import.meta.url);
+  await step("node and this script", () => {});
+  await step("zod", () => import("zod"));
+  await step("yaml + lib/config", () => import("../../lib/config/index.ts"));
+  await step("pino", () => import("pino"));
+  await step("prom-client (registry, metric classes, default collectors)", () => {
+    for (const m of ["registry", "counter", "gauge", "histogram", "defaultMetrics"])
+      require(`prom-client/lib/${m}`);
+  });
+  await step("@opentelemetry/api", () => import("@opentelemetry/api"));
+  await step("node-cron", () => import("node-cron"));
+  await step("pg", () => import("pg"));
+  const { loadAgentConfig } = await import("../../agent/config.ts");
+  const { AGENT_MODULES } = await import("../../agent/modules.ts");
+  const daemon = await import("../../agent/daemon.ts");
+  await step("our code: lib/telemetry, agent (scheduler, admin, module schemas)", async () => {
+    await import("../../agent/cli.ts");
+  });
+  let config: ReturnType<typeof loadAgentConfig> | undefined;
+  await step("config/agent.yaml parsed and validated", () => {
+    config = loadAgentConfig(undefined, AGENT_MODULES);
+    config.agent.admin.listen = { host: "127.0.0.1", port: 0 };
+    config.telemetry.logs.level = "warn";
+  });
+  let agent: Awaited<ReturnType<typeof daemon.startAgent>> | undefined;
+  await step("telemetry, jobs created, admin port listening", async () => {
+    agent = await daemon.startAgent({ config: config!, modules: AGENT_MODULES, schedule: false });
+  });
+  await step("scheduler started: node-cron's first tick (Intl.DateTimeFormat, ICU data)", async () => {
+    agent!.scheduler.start();
+    await sleep(1500);
+  });
+  const base = `http://127.0.0.1:${agent!.adminAddress.port}`;
+  await step("first host reading and /metrics", async () => {
+    await call(`${base}/jobs/host-metrics/run`, "POST");
+    await call(`${base}/metrics`);
+  });
+  await step("first PostgreSQL reading (connects)", async () => {
+    await call(`${base}/jobs/pg-metrics/run`, "POST");
+  });
+  await step("after 100 host readings and scrapes", async () => {
+    for (let i = 0; i < 100; i++) {
+      await call(`${base}/jobs/host-metrics/run`, "POST");
+      await call(`${base}/metrics`);
+    }
+  });
+  await agent!.stop();
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`breakdown failed: ${(err as Error).stack ?? err}\n`);
+  process.exitCode = 1;
+});
