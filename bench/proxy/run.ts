@@ -14,6 +14,7 @@ import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { freePort } from "../../lib/net/free-port.ts";
+import { GATEWAY_NODE_FLAGS } from "../../test/helpers/spawn-gateway.ts";
 import { cpuSeconds, median, peakRssBytes } from "../lib/proc.ts";
 import { ensureDebianPackages, postScript, runWrk } from "../lib/wrk.ts";
 
@@ -95,7 +96,7 @@ async function startGateway(
             },
     }),
   );
-  const p = spawnNode(["bin/edgeway.js", "gateway", "--config", file]);
+  const p = spawnNode([...GATEWAY_NODE_FLAGS, "bin/edgeway.js", "gateway", "--config", file]);
   p.stdout!.resume(); // access log lines go to a pipe we drain, as they would to a log shipper
   await waitHttp(`http://127.0.0.1:${admin}/readyz`);
   await waitHttp(`http://127.0.0.1:${port}/1k`);

@@ -3,7 +3,7 @@
  * admin port says ready. Used where a test needs the process itself: memory, signals, workers, exit codes.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
@@ -18,6 +18,16 @@ export function writeConfig(config: unknown): string {
   writeFileSync(file, typeof config === "string" ? config : stringify(config));
   return file;
 }
+
+/**
+ * The Node flags `npm start` gives the gateway (V8 heap sizing; see docs/decisions.md), read from
+ * package.json so tests and benches run the gateway process as production does.
+ */
+export const GATEWAY_NODE_FLAGS: string[] = (() => {
+  const start: string = JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")).scripts.start;
+  const words = start.split(/\s+/);
+  return words.slice(1, words.indexOf("bin/edgeway.js"));
+})();
 
 /**
  * tap puts its process-tracking hook in NODE_OPTIONS; the gateway under test runs without it, as in
@@ -39,7 +49,8 @@ export interface SpawnedGateway {
 
 /** Spawns `edgeway <args>` with Node 24 from node_modules (process.execPath is Node 24 under npm/tap). */
 export function spawnEdgeway(args: string[], env: Record<string, string> = {}): SpawnedGateway {
-  const child = spawn(process.execPath, [join(REPO, "bin/edgeway.js"), ...args], {
+  const flags = args[0] === "gateway" ? GATEWAY_NODE_FLAGS : [];
+  const child = spawn(process.execPath, [...flags, join(REPO, "bin/edgeway.js"), ...args], {
     cwd: REPO,
     env: { ...process.env, NODE_OPTIONS: withoutTapHooks(process.env.NODE_OPTIONS), ...env },
     stdio: ["ignore", "pipe", "pipe"],
