@@ -17,7 +17,7 @@
  *
  * Installs prometheus-node-exporter with apt-get when it is missing.
  * Flags: --scrapes N (200), --idle SECONDS (45), --sweep.
- * Writes bench/agent/results.json and prints the tables.
+ * Writes bench/results/agent.json and prints the tables.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -234,7 +234,10 @@ async function measureAgent(setting: Setting, dir: string) {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
     return {
       setting: setting.name,
-      nodeFlags: cmdline.slice(1, cmdline.indexOf(`${ROOT}bin/edgeway.js`)),
+      nodeFlags: cmdline.slice(
+        1,
+        cmdline.findIndex((a) => a.endsWith("bin/edgeway.js")),
+      ),
       ...run,
       hostSeries: text.split("\n").filter((l) => l.startsWith("edgeway_host_")).length,
       memory: { atStart, afterBurst, idle },
@@ -324,7 +327,7 @@ async function main() {
         memory: { atStart: neAtStart, afterBurst: neAfterBurst, idle: neIdle },
       },
     };
-    writeFileSync(new URL("./results.json", import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
+    writeFileSync(new URL("../results/agent.json", import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
 
     const f = (n: number | undefined) => (n === undefined ? "" : n.toFixed(2));
     const m = (x: Memory) => `${x.rssMiB.toFixed(1)} (${x.anonMiB.toFixed(1)} + ${x.fileMiB.toFixed(1)})`;
