@@ -19,6 +19,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import t from "tap";
 import { parse as parseYaml } from "yaml";
+import { AGENT_NODE_FLAGS } from "../../agent/runtime.ts";
 import { freePort } from "../../lib/net/free-port.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -170,6 +171,10 @@ t.test("the compile cache is warmed at build time, as the runtime user", async (
   t.ok(
     runtime.indexOf(warmCache!) > runtime.findIndex((i) => i.op === "USER"),
     "it runs after USER: Node keeps one cache per UID",
+  );
+  t.ok(
+    warmCache!.args.includes(`agent="${AGENT_NODE_FLAGS.join(" ")}"`),
+    "and again with the agent's V8 flags, which are part of the cache key",
   );
 });
 
