@@ -9,21 +9,19 @@
  * compile cache is off). Numbers are after a full GC; the first library loaded also pays for
  * shared loader paths, so the split between neighbouring steps is approximate.
  */
-import { readFileSync } from "node:fs";
+
 import { createRequire } from "node:module";
+import { statusBytes } from "../lib/proc.ts";
 
 const gc = (globalThis as { gc?: () => void }).gc;
 
 function memory() {
   for (let i = 0; i < 3; i++) gc?.();
-  const status = readFileSync("/proc/self/status", "utf8");
-  const kb = (key: string) =>
-    Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
-  const mib = (n: number) => Math.round((n / 1024) * 10) / 10;
+  const mib = (field: string) => Math.round((statusBytes("self", field) / 1048576) * 10) / 10;
   return {
-    rssMiB: mib(kb("VmRSS")),
-    anonMiB: mib(kb("RssAnon")),
-    fileMiB: mib(kb("RssFile")),
+    rssMiB: mib("VmRSS"),
+    anonMiB: mib("RssAnon"),
+    fileMiB: mib("RssFile"),
     heapUsedMiB: Math.round((process.memoryUsage().heapUsed / 1048576) * 10) / 10,
     heapTotalMiB: Math.round((process.memoryUsage().heapTotal / 1048576) * 10) / 10,
   };

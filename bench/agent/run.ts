@@ -26,6 +26,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { AGENT_ENV, AGENT_NODE_FLAGS } from "../../agent/runtime.ts";
 import { freePort } from "../../lib/net/free-port.ts";
+import { statusBytes } from "../lib/proc.ts";
 
 const { values } = parseArgs({
   options: {
@@ -88,15 +89,12 @@ interface Memory {
 
 /** RSS and its split: anonymous memory (V8 heap, malloc) and file pages (the executable's code and data). */
 function memory(pid: number): Memory {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const kb = (key: string) =>
-    Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
-  const mib = (n: number) => Math.round((n / 1024) * 10) / 10;
+  const mib = (bytes: number) => Math.round((bytes / 1048576) * 10) / 10;
   return {
-    rssMiB: mib(kb("VmRSS")),
-    peakMiB: mib(kb("VmHWM")),
-    anonMiB: mib(kb("RssAnon")),
-    fileMiB: mib(kb("RssFile") + kb("RssShmem")),
+    rssMiB: mib(statusBytes(pid, "VmRSS")),
+    peakMiB: mib(statusBytes(pid, "VmHWM")),
+    anonMiB: mib(statusBytes(pid, "RssAnon")),
+    fileMiB: mib(statusBytes(pid, "RssFile") + statusBytes(pid, "RssShmem")),
   };
 }
 

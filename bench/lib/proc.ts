@@ -33,9 +33,10 @@ export function cpuSeconds(pid: number): number {
   return ticks / CLK_TCK;
 }
 
-function statusField(pid: number, field: string): number {
+/** One `kB` field of /proc/<pid>/status (VmRSS, VmHWM, RssAnon, RssFile…) in bytes; 0 if absent. */
+export function statusBytes(pid: number | "self", field: string): number {
   try {
-    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
     return m ? Number(m[1]) * 1024 : 0;
   } catch {
     return 0;
@@ -44,12 +45,12 @@ function statusField(pid: number, field: string): number {
 
 /** Sum of peak RSS (VmHWM) over a process tree, in bytes. */
 export function peakRssBytes(pid: number): number {
-  return processTree(pid).reduce((sum, p) => sum + statusField(p, "VmHWM"), 0);
+  return processTree(pid).reduce((sum, p) => sum + statusBytes(p, "VmHWM"), 0);
 }
 
 /** Sum of current RSS over a process tree, in bytes. */
 export function rssBytes(pid: number): number {
-  return processTree(pid).reduce((sum, p) => sum + statusField(p, "VmRSS"), 0);
+  return processTree(pid).reduce((sum, p) => sum + statusBytes(p, "VmRSS"), 0);
 }
 
 export function median(values: number[]): number {
