@@ -36,7 +36,6 @@ export class UpstreamBody extends Readable {
   private mode = PENDING;
   private pending: Buffer[] | undefined = undefined;
   private pendingBytes = 0;
-  private ended = false;
   private failure: Error | undefined = undefined;
   private sink: ServerResponse | undefined = undefined;
   private sinkError: ((err: Error) => void) | undefined = undefined;
@@ -64,13 +63,12 @@ export class UpstreamBody extends Readable {
   /** The upstream finished the body. */
   finish(): void {
     this.finished = true;
+    // While pending, the consumer finds `finished` set when it comes.
     if (this.mode === SINK) {
       this.sink!.end();
       this.done();
     } else if (this.mode === STREAM) {
       this.push(null);
-    } else {
-      this.ended = true;
     }
   }
 
@@ -106,7 +104,7 @@ export class UpstreamBody extends Readable {
       onError(this.failure);
       return true;
     }
-    if (this.ended) {
+    if (this.finished) {
       if (chunks === undefined) res.end();
       else if (chunks.length === 1) res.end(chunks[0]);
       else {
@@ -148,7 +146,7 @@ export class UpstreamBody extends Readable {
       this.pending = undefined;
       if (chunks) for (const c of chunks) this.push(c);
       if (this.failure) this.destroy(this.failure);
-      else if (this.ended) this.push(null);
+      else if (this.finished) this.push(null);
       else this.controller?.resume();
       return;
     }
