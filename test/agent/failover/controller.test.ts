@@ -6,20 +6,11 @@
  */
 import t from "tap";
 import { probePostgres } from "../../../agent/failover/postgres.ts";
+import { until } from "../../helpers/until.ts";
 import { ADDRESSES, killPostgres, REGIONS, startWorld } from "./fixture.ts";
 import { startKnot } from "./knot.ts";
 
 const [A, B] = REGIONS;
-
-async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms: number): Promise<T> {
-  const deadline = Date.now() + ms;
-  let v = await fn();
-  while (!ok(v) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 50));
-    v = await fn();
-  }
-  return v;
-}
 
 t.test(
   "kill -9 of the primary fails over; the old primary rejoins; switchover back loses nothing",

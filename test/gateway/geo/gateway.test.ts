@@ -9,6 +9,7 @@ import t from "tap";
 import type { Topology } from "../../../agent/failover/policy.ts";
 import { freePort, startEtcdCluster } from "../../helpers/etcd-cluster.ts";
 import { startGateway, startUpstream } from "../../helpers/gateway.ts";
+import { until } from "../../helpers/until.ts";
 
 const KEY = "/edgeway/failover/topology";
 const topo = (over: Partial<Omit<Topology, "epoch">> = {}): Omit<Topology, "epoch"> => ({
@@ -79,15 +80,6 @@ t.test("geo-routing through the gateway, following the etcd topology", async (t)
   };
 
   // The topology is read at start; the first write may race it, so wait for it.
-  const until = async <T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms: number): Promise<T> => {
-    const deadline = Date.now() + ms;
-    let v = await fn();
-    while (!ok(v) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 10));
-      v = await fn();
-    }
-    return v;
-  };
   const w0 = await until(post, (w) => w.status === 200, 3000);
   t.equal(w0.body, "us-east-1", "writes go to the primary region");
   t.equal(w0.res.headers.get("x-edgeway-region"), "us-east-1");
