@@ -13,16 +13,15 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { Pool } from "undici";
-import { stringify } from "yaml";
 import { freePort } from "../../lib/net/free-port.ts";
+import { writeConfig } from "../../test/helpers/spawn-gateway.ts";
 import { BENCH_DB, ensureDataset, PG, ROWS } from "./data.ts";
 
 /** autocannon ships no types; only what this bench reads is declared. */
@@ -71,22 +70,17 @@ async function waitFor(url: string): Promise<void> {
 
 /** Starts a gateway process on its own config; returns its proxy URL. */
 async function startGatewayProcess(
-  name: string,
+  _name: string,
   config: Record<string, unknown>,
 ): Promise<{ url: string; admin: string }> {
   const port = await freePort();
   const adminPort = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), `edgeway-bench-${name}-`));
-  const file = join(dir, "gateway.yaml");
-  writeFileSync(
-    file,
-    stringify({
-      server: { listen: { host: "127.0.0.1", port }, name: "edgeway" },
-      admin: { listen: { host: "127.0.0.1", port: adminPort } },
-      telemetry: { logs: { level: "warn", access: false } },
-      ...config,
-    }),
-  );
+  const file = writeConfig({
+    server: { listen: { host: "127.0.0.1", port }, name: "edgeway" },
+    admin: { listen: { host: "127.0.0.1", port: adminPort } },
+    telemetry: { logs: { level: "warn", access: false } },
+    ...config,
+  });
   const proc = spawn(process.execPath, ["bin/edgeway.js", "gateway", "--config", file], {
     cwd: root,
     stdio: ["ignore", "ignore", "inherit"],

@@ -12,9 +12,8 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import { stringify } from "yaml";
 import { freePort } from "../../lib/net/free-port.ts";
-import { GATEWAY_NODE_FLAGS } from "../../test/helpers/spawn-gateway.ts";
+import { GATEWAY_NODE_FLAGS, writeConfig } from "../../test/helpers/spawn-gateway.ts";
 import { cpuSeconds, median, peakRssBytes } from "../lib/proc.ts";
 import { ensureDebianPackages, postScript, runWrk } from "../lib/wrk.ts";
 
@@ -77,25 +76,20 @@ async function startGateway(
   sink: string,
 ): Promise<Target> {
   const [port, admin] = [await freePort(), await freePort()];
-  const dir = mkdtempSync(join(tmpdir(), "edgeway-bench-"));
-  const file = join(dir, "gateway.yaml");
-  writeFileSync(
-    file,
-    stringify({
-      server: { listen: { host: "127.0.0.1", port }, workers },
-      admin: { listen: { host: "127.0.0.1", port: admin } },
-      services: { up: { endpoints: { local: [{ url: upstream }] }, connections: 128, keepAlive: "60s" } },
-      routes: [{ name: "bench", match: { path: "/" }, service: "up", maxBodySize: "1MiB" }],
-      telemetry:
-        level === "off"
-          ? { logs: { level: "warn", access: false }, metrics: { enabled: false, process: false } }
-          : {
-              logs: { level: "info", access: level === "logged" },
-              metrics: { enabled: true },
-              tracing: { endpoint: sink, sampleRatio: 0.01 },
-            },
-    }),
-  );
+  const file = writeConfig({
+    server: { listen: { host: "127.0.0.1", port }, workers },
+    admin: { listen: { host: "127.0.0.1", port: admin } },
+    services: { up: { endpoints: { local: [{ url: upstream }] }, connections: 128, keepAlive: "60s" } },
+    routes: [{ name: "bench", match: { path: "/" }, service: "up", maxBodySize: "1MiB" }],
+    telemetry:
+      level === "off"
+        ? { logs: { level: "warn", access: false }, metrics: { enabled: false, process: false } }
+        : {
+            logs: { level: "info", access: level === "logged" },
+            metrics: { enabled: true },
+            tracing: { endpoint: sink, sampleRatio: 0.01 },
+          },
+  });
   const p = spawnNode([...GATEWAY_NODE_FLAGS, "bin/edgeway.js", "gateway", "--config", file]);
   p.stdout!.resume(); // access log lines go to a pipe we drain, as they would to a log shipper
   await waitHttp(`http://127.0.0.1:${admin}/readyz`);

@@ -1,12 +1,11 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { get } from "node:http";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname } from "node:path";
 import t from "tap";
-import { stringify } from "yaml";
 import { freePort } from "../../lib/net/free-port.ts";
 import { startUpstream } from "../helpers/gateway.ts";
+import { writeConfig } from "../helpers/spawn-gateway.ts";
 import { pick, scrape, total } from "./prom.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -24,18 +23,13 @@ function getFresh(port: number, path: string): Promise<number> {
 t.test("with server.workers: 2, /metrics on the admin port aggregates the whole process group", async (t) => {
   const up = await startUpstream((_req, res) => res.end("ok"));
   const [proxyPort, adminPort] = [await freePort(), await freePort()];
-  const dir = mkdtempSync(join(tmpdir(), "edgeway-cluster-metrics-"));
-  const file = join(dir, "gateway.yaml");
-  writeFileSync(
-    file,
-    stringify({
-      server: { listen: { host: "127.0.0.1", port: proxyPort }, workers: 2, drainTimeout: "1s" },
-      admin: { listen: { host: "127.0.0.1", port: adminPort } },
-      services: { s: { endpoints: { local: [{ url: up.url }] } } },
-      routes: [{ name: "all", match: { path: "/" }, service: "s" }],
-      telemetry: { logs: { level: "info", access: true } },
-    }),
-  );
+  const file = writeConfig({
+    server: { listen: { host: "127.0.0.1", port: proxyPort }, workers: 2, drainTimeout: "1s" },
+    admin: { listen: { host: "127.0.0.1", port: adminPort } },
+    services: { s: { endpoints: { local: [{ url: up.url }] } } },
+    routes: [{ name: "all", match: { path: "/" }, service: "s" }],
+    telemetry: { logs: { level: "info", access: true } },
+  });
   const child: ChildProcess = spawn(process.execPath, ["bin/edgeway.js", "gateway", "--config", file], {
     cwd: ROOT,
     stdio: ["ignore", "pipe", "pipe"],
@@ -65,7 +59,7 @@ t.test("with server.workers: 2, /metrics on the admin port aggregates the whole 
       clearTimeout(timer);
     }
     await up.close();
-    rmSync(dir, { recursive: true, force: true });
+    rmSync(dirname(file), { recursive: true, force: true });
   });
 
   const admin = `http://127.0.0.1:${adminPort}`;
