@@ -132,6 +132,13 @@ async function scrapeProgram(
 /** Starts a gateway and an agent on loopback, scrapes both, and adds the names registered in code. */
 export async function buildCatalog(opts: { scrape?: boolean } = {}): Promise<MetricCatalog> {
   const catalog: MetricCatalog = { names: new Map(), histograms: new Set(), notes: [] };
+  // The proxy and admin listeners and the demo origin both gateway scrapes start from.
+  const demoGateway = ([proxy, admin, origin]: number[]) => [
+    `server: { listen: { host: 127.0.0.1, port: ${proxy} }, drainTimeout: 1s }`,
+    `admin: { listen: { host: 127.0.0.1, port: ${admin} } }`,
+    `demoOrigin: { enabled: true, listen: { host: 127.0.0.1, port: ${origin} } }`,
+    `services: { demo: { endpoints: { local: [ { url: "http://127.0.0.1:${origin}" } ] } } }`,
+  ];
   const add = (name: string, src: MetricSource) => {
     if (!catalog.names.has(name)) catalog.names.set(name, new Set());
     catalog.names.get(name)!.add(src);
@@ -143,12 +150,9 @@ export async function buildCatalog(opts: { scrape?: boolean } = {}): Promise<Met
         () =>
           scrapeProgram(
             "gateway",
-            ([proxy, admin, origin]) =>
+            (ports) =>
               [
-                `server: { listen: { host: 127.0.0.1, port: ${proxy} }, drainTimeout: 1s }`,
-                `admin: { listen: { host: 127.0.0.1, port: ${admin} } }`,
-                `demoOrigin: { enabled: true, listen: { host: 127.0.0.1, port: ${origin} } }`,
-                `services: { demo: { endpoints: { local: [ { url: "http://127.0.0.1:${origin}" } ] } } }`,
+                ...demoGateway(ports),
                 "routes: [ { name: demo, service: demo } ]",
                 "telemetry: { logs: { level: error } }",
                 "",
@@ -162,12 +166,9 @@ export async function buildCatalog(opts: { scrape?: boolean } = {}): Promise<Met
         () =>
           scrapeProgram(
             "gateway",
-            ([proxy, admin, origin]) =>
+            (ports) =>
               [
-                `server: { listen: { host: 127.0.0.1, port: ${proxy} }, drainTimeout: 1s }`,
-                `admin: { listen: { host: 127.0.0.1, port: ${admin} } }`,
-                `demoOrigin: { enabled: true, listen: { host: 127.0.0.1, port: ${origin} } }`,
-                `services: { demo: { endpoints: { local: [ { url: "http://127.0.0.1:${origin}" } ] } } }`,
+                ...demoGateway(ports),
                 "auth: { issuer: https://auth.example.test, audience: edgeway-demo, jwks: { file: config/examples/keys/jwks.json } }",
                 "cache: { name: edgeway, l1: { maxBytes: 16MiB } }",
                 "images: { cache: { memory: 16MiB } }",
