@@ -21,7 +21,7 @@ import { Redis } from "ioredis";
 import pg from "pg";
 import { Pool } from "undici";
 import { freePort } from "../../lib/net/free-port.ts";
-import { writeConfig } from "../../test/helpers/spawn-gateway.ts";
+import { GATEWAY_NODE_FLAGS, writeConfig } from "../../test/helpers/spawn-gateway.ts";
 import { BENCH_DB, ensureDataset, PG, ROWS } from "./data.ts";
 
 /** autocannon ships no types; only what this bench reads is declared. */
@@ -81,10 +81,14 @@ async function startGatewayProcess(
     telemetry: { logs: { level: "warn", access: false } },
     ...config,
   });
-  const proc = spawn(process.execPath, ["bin/edgeway.js", "gateway", "--config", file], {
-    cwd: root,
-    stdio: ["ignore", "ignore", "inherit"],
-  });
+  const proc = spawn(
+    process.execPath,
+    [...GATEWAY_NODE_FLAGS, "bin/edgeway.js", "gateway", "--config", file],
+    {
+      cwd: root,
+      stdio: ["ignore", "ignore", "inherit"],
+    },
+  );
   children.push(proc);
   await waitFor(`http://127.0.0.1:${adminPort}/healthz`);
   return { url: `http://127.0.0.1:${port}`, admin: `http://127.0.0.1:${adminPort}` };

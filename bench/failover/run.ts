@@ -24,6 +24,7 @@ import { stringify } from "yaml";
 import { probePostgres } from "../../agent/failover/postgres.ts";
 import { killPostgres, REGIONS, startWorld, type World } from "../../test/agent/failover/fixture.ts";
 import { freePort } from "../../test/helpers/etcd-cluster.ts";
+import { GATEWAY_NODE_FLAGS } from "../../test/helpers/spawn-gateway.ts";
 
 const [A, B, C] = REGIONS;
 const COUNTRY: Record<string, string> = { [A]: "US", [B]: "DE", [C]: "SG" };
@@ -220,9 +221,13 @@ async function startGatewayProcess(
       }),
     );
     const out = openSync(join(DIR, "gateway.log"), "a");
-    const proc = spawn(process.execPath, ["bin/edgeway.js", "gateway", "--config", file], {
-      stdio: ["ignore", out, out],
-    });
+    const proc = spawn(
+      process.execPath,
+      [...GATEWAY_NODE_FLAGS, "bin/edgeway.js", "gateway", "--config", file],
+      {
+        stdio: ["ignore", out, out],
+      },
+    );
     closeSync(out);
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline && proc.exitCode === null) {

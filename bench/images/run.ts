@@ -15,6 +15,7 @@ import { basename, extname, join } from "node:path";
 import sharp from "sharp";
 import { stringify } from "yaml";
 import { freePort } from "../../lib/net/free-port.ts";
+import { GATEWAY_NODE_FLAGS } from "../../test/helpers/spawn-gateway.ts";
 import { cpuSeconds, peakRssBytes, rssBytes } from "../lib/proc.ts";
 import { ensureDebianPackages, runWrk } from "../lib/wrk.ts";
 import { ensureCorpus } from "./corpus.ts";
@@ -95,10 +96,14 @@ export async function spawnGateway(
   const env = { ...process.env };
   if (opts.jemalloc) env.LD_PRELOAD = JEMALLOC;
   else delete env.LD_PRELOAD;
-  const proc = spawn(process.execPath, ["bin/edgeway.ts", "gateway", "--config", file], {
-    env,
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const proc = spawn(
+    process.execPath,
+    [...GATEWAY_NODE_FLAGS, "bin/edgeway.js", "gateway", "--config", file],
+    {
+      env,
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
   // The gateway's log is buffered when stdout is a pipe, so readiness is polled, not read from logs.
   let exited = false;
   proc.once("exit", () => {
