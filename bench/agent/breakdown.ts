@@ -6,7 +6,9 @@
  * file pages (the Node binary's code and read-only data: ICU tables, built-in modules' sources).
  *
  * `--idle` only loads this file (the baseline: Node itself, or Node plus its type stripper when the
- * compile cache is off). Numbers are after a full GC; the first library loaded also pays for
+ * compile cache is off). `--floor` is the least any agent built on the issue's stack can hold: node-cron
+ * ticking every second, a node:http server rendering a prom-client registry, and a pg client querying
+ * on each tick, with none of our code, no config, no logger, no zod (one line, after `--seconds`). Numbers are after a full GC; the first library loaded also pays for
  * shared loader paths, so the split between neighbouring steps is approximate.
  */
 
@@ -52,7 +54,39 @@ async function step(name: string, fn: () => unknown): Promise<void> {
   process.stdout.write(`${JSON.stringify({ step: name, ...memory() })}\n`);
 }
 
+/** The prescribed libraries doing the least an agent does, for `--seconds` (one JSON line at the end). */
+async function floor(seconds: number): Promise<void> {
+  const require = createRequire(import.meta.url);
+  const { default: cron } = await import("node-cron");
+  const { default: pg } = await import("pg");
+  // As agent/metrics/prom.ts loads it: without the index's Pushgateway client.
+  const Registry = require("prom-client/lib/registry") as typeof import("prom-client").Registry;
+  const Gauge = require("prom-client/lib/gauge") as typeof import("prom-client").Gauge;
+  const registry = new Registry();
+  const up = new Gauge({ name: "floor_pg_up", help: "1 after a successful query", registers: [registry] });
+  const client = new pg.Client(process.env.EDGEWAY_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres");
+  await client.connect();
+  const task = cron.schedule("* * * * * *", async () => {
+    await client.query("SELECT count(*) FROM pg_stat_activity");
+    up.set(1);
+  });
+  const http = process.getBuiltinModule("node:http");
+  const server = http.createServer(async (_req, res) => res.end(await registry.metrics()));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address() as { port: number };
+  for (let i = 0; i < seconds; i++) {
+    await sleep(1000);
+    await call(`http://127.0.0.1:${address.port}/metrics`);
+  }
+  process.stdout.write(`${JSON.stringify({ step: "floor", ...memory() })}\n`);
+  await task.stop();
+  server.close();
+  await client.end();
+}
+
 async function main(): Promise<void> {
+  const seconds = process.argv.indexOf("--seconds");
+  if (process.argv.includes("--floor")) return floor(seconds > 0 ? Number(process.argv[seconds + 1]) : 10);
   if (process.argv.includes("--idle")) {
     await sleep(500);
     process.stdout.write(`${JSON.stringify({ step: "idle", ...memory() })}\n`);

@@ -12,7 +12,9 @@
  * (agent/runtime.ts). For comparison the same run measures it with EDGEWAY_AGENT_RUNTIME=default (the
  * launcher's flags only) and, with --sweep, one setting at a time. Each setting gets a start before its
  * measured one, so the compile cache is warm (Node keys the cache by V8 flags). It also runs
- * bench/agent/breakdown.ts: Node alone, Node with its type stripper, and the agent's memory step by step.
+ * bench/agent/breakdown.ts: Node alone, Node with its type stripper, the floor of the prescribed stack
+ * (node-cron, node:http, prom-client and pg doing the least an agent does, none of our code), and the
+ * agent's memory step by step.
  * The agent runs with its PostgreSQL jobs (EDGEWAY_PG_URL or the default URL), as in production.
  *
  * Installs prometheus-node-exporter with apt-get when it is missing.
@@ -248,7 +250,7 @@ async function measureAgent(setting: Setting, dir: string) {
 type Step = { step: string; rssMiB: number; anonMiB: number; fileMiB: number; heapUsedMiB?: number };
 
 /** bench/agent/breakdown.ts in a fresh process with the agent's settings; the second of two runs. */
-function breakdown(): { nodeAlone: Step; nodeWithStripper: Step; steps: Step[] } {
+function breakdown(): { nodeAlone: Step; nodeWithStripper: Step; floor: Step; steps: Step[] } {
   const cache = mkdtempSync(join(tmpdir(), "edgeway-bench-cache-"));
   try {
     const run = (args: string[], env: Record<string, string>) => {
@@ -275,6 +277,7 @@ function breakdown(): { nodeAlone: Step; nodeWithStripper: Step; steps: Step[] }
     return {
       nodeAlone: idle({}),
       nodeWithStripper: idle({ NODE_DISABLE_COMPILE_CACHE: "1" }),
+      floor: run(["--floor", "--seconds", "20"], {})[0]!,
       steps,
     };
   } finally {
@@ -346,6 +349,7 @@ async function main() {
       "| breakdown (after a full GC) | RSS | + | anonymous | file pages |",
       "|---|---|---|---|---|",
       `| Node 24 alone | ${bd.nodeAlone.rssMiB} | | ${bd.nodeAlone.anonMiB} | ${bd.nodeAlone.fileMiB} |`,
+      `| the stack's floor: node-cron ticking, node:http rendering prom-client, pg querying; none of our code | ${bd.floor.rssMiB} | ${round(bd.floor.rssMiB - bd.nodeAlone.rssMiB, 1)} | ${bd.floor.anonMiB} | ${bd.floor.fileMiB} |`,
       `| Node 24 with its type stripper loaded (cold or no compile cache) | ${bd.nodeWithStripper.rssMiB} | ${round(bd.nodeWithStripper.rssMiB - bd.nodeAlone.rssMiB, 1)} | ${bd.nodeWithStripper.anonMiB} | ${bd.nodeWithStripper.fileMiB} |`,
       ...bd.steps.map(
         (s, i) =>
