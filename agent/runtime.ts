@@ -3,9 +3,8 @@ import { enableCompileCache, flushCompileCache, getCompileCacheDir } from "node:
 import { dirname } from "node:path";
 
 /**
- * How the agent daemon runs its own Node process, so that `npm run agent`, `npx edgeway agent`, the
- * systemd unit and the DaemonSet all get the same small footprint (measured in docs/benchmarks.md, the
- * choice in docs/decisions.md):
+ * How the agent daemon runs its own Node process, so that every launcher gets the same small footprint
+ * (measured in docs/benchmarks.md, the choice in docs/decisions.md):
  *
  * - V8 flags: a 1 MiB young generation; the interpreter only (the optimising compilers TurboFan and
  *   Maglev and the baseline compiler Sparkplug stay unused, so their machine code is never paged in
@@ -16,9 +15,12 @@ import { dirname } from "node:path";
  * - No type stripper: once the compile cache holds the agent's stripped code, a process that still
  *   loaded the stripper (a cold cache) replaces itself with one that reads the cache.
  *
- * All of it is done by replacing the process image (process.execve, same PID, same stdio) before the agent
- * binds its port or starts any job. EDGEWAY_AGENT_RUNTIME=default turns this off: the process then
- * keeps whatever flags and environment its launcher gave it.
+ * `npm run agent`, the systemd unit and the DaemonSet pass these settings themselves (tests hold them to
+ * AGENT_NODE_FLAGS and AGENT_ENV), so their process starts as it stays. For any other launcher
+ * (`npx edgeway agent`, a custom unit) the agent adds what is missing by replacing the process image
+ * (process.execve, same PID, same stdio) before it binds its port or starts any job.
+ * EDGEWAY_AGENT_RUNTIME=default turns this off: the process then keeps whatever flags and environment
+ * its launcher gave it.
  */
 export const AGENT_NODE_FLAGS: readonly string[] = [
   "--max-semi-space-size=1",

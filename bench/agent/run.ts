@@ -8,7 +8,7 @@
  * memory and file pages of the executable) is read once started, after the burst, and after an idle
  * period in which the agent's own jobs keep running on their schedules.
  *
- * The agent is started the way `npm run agent` starts it, so it applies its own runtime settings
+ * The agent is started the way `npm run agent` starts it, with its own runtime settings
  * (agent/runtime.ts). For comparison the same run measures it with EDGEWAY_AGENT_RUNTIME=default (the
  * launcher's flags only) and, with --sweep, one setting at a time. Each setting gets a start before its
  * measured one, so the compile cache is warm (Node keys the cache by V8 flags). It also runs
@@ -28,6 +28,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { AGENT_ENV, AGENT_NODE_FLAGS } from "../../agent/runtime.ts";
 import { freePort } from "../../lib/net/free-port.ts";
+import { npmScript } from "../../test/helpers/npm-script.ts";
 import { statusBytes } from "../lib/proc.ts";
 
 const { values } = parseArgs({
@@ -42,7 +43,9 @@ const IDLE_MS = Number(values.idle) * 1000;
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const ROOT = new URL("../../", import.meta.url).pathname;
-/** The launcher of `npm run agent` (package.json), the chart and the systemd unit. */
+/** `npm run agent`'s command (package.json), which the chart and the systemd unit run too. */
+const NPM_AGENT = npmScript("agent");
+/** What launchers gave before they carried the agent's settings: the young-generation flag only. */
 const LAUNCHER_FLAGS = ["--max-semi-space-size=1"];
 
 function ensureNodeExporter(): string {
@@ -149,7 +152,7 @@ interface Setting {
   env: Record<string, string>;
 }
 
-const CHOSEN: Setting = { name: "agent (its runtime settings)", flags: LAUNCHER_FLAGS, env: {} };
+const CHOSEN: Setting = { name: "agent (npm run agent)", flags: NPM_AGENT.nodeFlags, env: NPM_AGENT.env };
 const BEFORE: Setting = {
   name: "launcher flags only (EDGEWAY_AGENT_RUNTIME=default)",
   flags: LAUNCHER_FLAGS,

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import t, { type Test } from "tap";
 import { AGENT_ENV, AGENT_NODE_FLAGS, missingRuntimeSettings } from "../../agent/runtime.ts";
 import { freePort } from "../../lib/net/free-port.ts";
+import { npmScript } from "../helpers/npm-script.ts";
 
 t.test("the agent's flags and environment are added only where the launcher did not set them", async (t) => {
   t.same(missingRuntimeSettings([], {}), { flags: [...AGENT_NODE_FLAGS], env: { ...AGENT_ENV } });
@@ -24,10 +25,14 @@ function procEntries(pid: number, file: "cmdline" | "environ"): string[] {
   return readFileSync(`/proc/${pid}/${file}`, "utf8").split("\0").filter(Boolean);
 }
 
+/** A launcher that gives only the young-generation flag (`npx edgeway agent` gives none). */
+const PARTIAL_LAUNCHER = ["--max-semi-space-size=1"];
+
 async function startDaemon(
   t: Test,
   cacheDir: string,
   extraEnv: Record<string, string> = {},
+  nodeFlags: string[] = PARTIAL_LAUNCHER,
 ): Promise<{ child: ChildProcess; cmdline: string[]; environ: string[] }> {
   const dir = mkdtempSync(join(tmpdir(), "edgeway-agent-runtime-"));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -40,15 +45,10 @@ async function startDaemon(
   for (const k of ["MALLOC_ARENA_MAX", "EDGEWAY_AGENT_RUNTIME", "EDGEWAY_AGENT_EXEC"]) {
     if (!(k in extraEnv)) delete env[k];
   }
-  // The launcher `npm run agent` and the chart use: only the young-generation flag.
-  const child = spawn(
-    process.execPath,
-    ["--max-semi-space-size=1", "bin/edgeway.js", "agent", "--config", file],
-    {
-      env,
-      stdio: ["ignore", "ignore", "pipe"],
-    },
-  );
+  const child = spawn(process.execPath, [...nodeFlags, "bin/edgeway.js", "agent", "--config", file], {
+    env,
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   t.teardown(() => {
     child.kill("SIGKILL");
   });
@@ -88,6 +88,20 @@ t.test("the daemon runs with its own flags and without the type stripper, cold c
   const warm = await startDaemon(t, cache);
   t.ok(warm.environ.includes("EDGEWAY_AGENT_EXEC=1"), "one replacement (the flags) on a warm cache");
   t.equal(await stop(warm.child), 0);
+
+  const npm = npmScript("agent");
+  t.same(
+    missingRuntimeSettings(npm.nodeFlags, npm.env),
+    { flags: [], env: {} },
+    "npm run agent (and the chart and the unit, which run its command) gives every setting",
+  );
+  const launched = await startDaemon(t, cache, npm.env, npm.nodeFlags);
+  t.notOk(
+    launched.environ.some((e) => e.startsWith("EDGEWAY_AGENT_EXEC=")),
+    "so on a warm cache its process is never replaced",
+  );
+  for (const flag of AGENT_NODE_FLAGS) t.ok(launched.cmdline.includes(flag));
+  t.equal(await stop(launched.child), 0);
 
   const off = await startDaemon(t, cache, { EDGEWAY_AGENT_RUNTIME: "default" });
   t.notOk(off.cmdline.includes("--no-opt"), "EDGEWAY_AGENT_RUNTIME=default keeps the launcher's flags");

@@ -5,9 +5,9 @@ import { fileURLToPath } from "node:url";
 import t from "tap";
 import { parse as parseYaml } from "yaml";
 import { compareRendered, differences } from "../../deploy/tools/compare-rendered.ts";
+import { npmScript } from "../helpers/npm-script.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
 
 t.test("compare-rendered ignores formatting and finds real differences", async (t) => {
   const golden = readFileSync(join(ROOT, "test/deploy/fixtures/golden/defaults.yaml"), "utf8");
@@ -38,7 +38,11 @@ t.test("the users' CI workflow runs the real tools on every value set", async (t
 t.test("the systemd unit runs npm run agent's command and verifies", async (t) => {
   const unit = readFileSync(join(ROOT, "deploy/systemd/edgeway-agent.service"), "utf8");
   const exec = /^ExecStart=\/usr\/bin\/env (.*) --config \/etc\/edgeway\/agent\.yaml$/m.exec(unit)?.[1];
-  t.equal(exec, pkg.scripts.agent, "ExecStart = npm run agent + --config");
+  const agent = npmScript("agent");
+  t.equal(exec, agent.argv.join(" "), "ExecStart = npm run agent + --config");
+  for (const [name, value] of Object.entries(agent.env)) {
+    t.match(unit, new RegExp(`^Environment=${name}=${value}$`, "m"), `and its ${name}`);
+  }
   t.match(unit, /^User=edgeway$/m);
   t.match(unit, /^NoNewPrivileges=yes$/m);
   const analyze = spawnSync(

@@ -21,9 +21,9 @@ import t from "tap";
 import { parse as parseYaml } from "yaml";
 import { AGENT_NODE_FLAGS } from "../../agent/runtime.ts";
 import { freePort } from "../../lib/net/free-port.ts";
+import { npmScript } from "../helpers/npm-script.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
 
 interface Instruction {
   op: string;
@@ -124,17 +124,26 @@ t.test("every copied path exists and is not excluded by .dockerignore", async (t
 
 t.test("the entrypoint is npm start's command, and the chart runs the npm scripts' commands", async (t) => {
   const entry = [...exec("ENTRYPOINT"), ...exec("CMD")];
-  t.same(entry, pkg.scripts.start.split(" "), "ENTRYPOINT + CMD = npm start");
+  t.same(entry, npmScript("start").argv, "ENTRYPOINT + CMD = npm start");
   const chartCommand = (file: string) => {
     const text = readFileSync(join(ROOT, "deploy/helm/edgeway/templates", file), "utf8");
     return JSON.parse(/command: (\[.*\])/.exec(text)![1]!) as string[];
   };
-  const start = pkg.scripts.start.split(" ");
-  const agent = pkg.scripts.agent.split(" ");
-  t.same(chartCommand("gateway-deployment.yaml"), [...start, "--config", "/etc/edgeway/gateway.yaml"]);
-  t.same(chartCommand("agent-daemonset.yaml"), [...agent, "--config", "/etc/edgeway/agent.yaml"]);
-  t.equal(agent[0], "node", "npm run agent runs node, which the image has on PATH");
-  t.ok(agent.includes("bin/edgeway.js"), "and the same entry script");
+  const start = npmScript("start");
+  const agent = npmScript("agent");
+  t.same(start.env, {}, "npm start sets no environment, which the entrypoint could not");
+  t.same(chartCommand("gateway-deployment.yaml"), [...start.argv, "--config", "/etc/edgeway/gateway.yaml"]);
+  t.same(chartCommand("agent-daemonset.yaml"), [...agent.argv, "--config", "/etc/edgeway/agent.yaml"]);
+  const daemonset = readFileSync(join(ROOT, "deploy/helm/edgeway/templates/agent-daemonset.yaml"), "utf8");
+  for (const [name, value] of Object.entries(agent.env)) {
+    t.match(
+      daemonset,
+      `- name: ${name}\n              value: "${value}"`,
+      `the agent container sets ${name}`,
+    );
+  }
+  t.equal(agent.argv[0], "node", "npm run agent runs node, which the image has on PATH");
+  t.ok(agent.argv.includes("bin/edgeway.js"), "and the same entry script");
 });
 
 async function waitFor(url: string, child: ChildProcess): Promise<Response> {
@@ -252,14 +261,12 @@ t.test("the programs run from only what the image copies", async (t) => {
     join(app, "agent.yaml"),
     `agent: { admin: { listen: "127.0.0.1:${agentAdmin}" }, shutdownGrace: 1s }\ntelemetry: { logs: { level: error } }\n`,
   );
-  const agent = spawn(
-    process.execPath,
-    [...pkg.scripts.agent.split(" ").slice(1), "--config", "agent.yaml"],
-    {
-      cwd: app,
-      stdio: "ignore",
-    },
-  );
+  const agentScript = npmScript("agent");
+  const agent = spawn(process.execPath, [...agentScript.argv.slice(1), "--config", "agent.yaml"], {
+    cwd: app,
+    env: { ...process.env, ...agentScript.env },
+    stdio: "ignore",
+  });
   t.teardown(() => stop(agent));
   const health = await waitFor(`http://127.0.0.1:${agentAdmin}/healthz`, agent);
   t.equal(health.status, 200, "the agent answers /healthz");

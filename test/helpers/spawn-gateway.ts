@@ -3,10 +3,11 @@
  * admin port says ready. Used where a test needs the process itself: memory, signals, workers, exit codes.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
+import { npmScript } from "./npm-script.ts";
 
 export { freePort } from "../../lib/net/free-port.ts";
 
@@ -23,11 +24,7 @@ export function writeConfig(config: unknown): string {
  * The Node flags `npm start` gives the gateway (V8 heap sizing; see docs/decisions.md), read from
  * package.json so tests and benches run the gateway process as production does.
  */
-export const GATEWAY_NODE_FLAGS: string[] = (() => {
-  const start: string = JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")).scripts.start;
-  const words = start.split(/\s+/);
-  return words.slice(1, words.indexOf("bin/edgeway.js"));
-})();
+export const GATEWAY_NODE_FLAGS: string[] = npmScript("start").nodeFlags;
 
 /**
  * tap puts its process-tracking hook in NODE_OPTIONS; the gateway under test runs without it, as in
