@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import t from "tap";
+import { parse as parseYaml } from "yaml";
 import {
   chartInvariants,
   checkDashboards,
@@ -154,3 +155,20 @@ t.test("an alert without a promtool test fails the check", async (t) => {
   t.match(failures, /alert EdgewayUntested has no promtool test/);
   t.same(checkRules(), [], "the shipped rules are all tested and pass");
 });
+
+t.test(
+  "the production example keeps none of the chart's demo: no demo service, no demo origin",
+  async (t) => {
+    const production = renderSets().find((s) => s.name === "examples/production.yaml");
+    const configMap = production?.objects.find(
+      (x) => (x.doc["data"] as Record<string, string>)?.["gateway.yaml"],
+    );
+    const config = parseYaml((configMap!.doc["data"] as Record<string, string>)["gateway.yaml"]!);
+    t.same(Object.keys(config.services), ["api"], "null in the values deletes the chart's default service");
+    t.equal(config.demoOrigin.enabled, false);
+    t.notOk(
+      config.routes.some((r: { service: string }) => r.service === "demo"),
+      "and no route points at it",
+    );
+  },
+);
