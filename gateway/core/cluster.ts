@@ -1,8 +1,15 @@
 import cluster, { type Worker } from "node:cluster";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import {
+  createServer,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+  type Server,
+  type ServerResponse,
+} from "node:http";
 import { availableParallelism } from "node:os";
-import { AggregatorRegistry } from "prom-client";
+import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from "prom-client";
 import type { Telemetry } from "../../lib/telemetry/index.ts";
+import { ClusterMetrics } from "../telemetry/metrics.ts";
 import type { LoadedConfig } from "./config.ts";
 import { sendProblem } from "./problem.ts";
 import { type GatewayServer, readBody } from "./server.ts";
@@ -10,16 +17,31 @@ import { type GatewayServer, readBody } from "./server.ts";
 /** Messages between the primary and workers. */
 type ToWorker =
   | { type: "edgeway:reload" }
-  | { type: "edgeway:admin"; id: number; method: string; path: string; body: string };
+  | { type: "edgeway:admin"; id: number; method: string; path: string; body: string }
+  | { type: "edgeway:metrics"; id: number };
+type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
 type ToPrimary =
   | { type: "edgeway:ready" }
   | {
       type: "edgeway:admin-result";
       id: number;
       status: number;
-      headers?: Record<string, string>;
+      headers?: OutgoingHttpHeaders;
       body: unknown;
-    };
+    }
+  | { type: "edgeway:metrics-result"; id: number; metrics: MetricsJson };
+type Answer = Exclude<ToPrimary, { type: "edgeway:ready" }>;
+
+interface Broadcast {
+  waiting: Set<number>;
+  answers: Answer[];
+  finish: () => void;
+}
+
+/** How long a /metrics scrape waits for every worker's registry. */
+const METRICS_TIMEOUT_MS = 5_000;
+/** How long a fanned-out admin call waits for the workers. */
+const ADMIN_TIMEOUT_MS = 10_000;
 
 export function workerCount(setting: number | "auto"): number {
   return setting === "auto" ? Math.max(1, availableParallelism()) : setting;
@@ -27,47 +49,47 @@ export function workerCount(setting: number | "auto"): number {
 
 /**
  * The cluster primary: forks the workers (each binds the proxy port with SO_REUSEPORT, so the kernel
- * spreads connections), serves the admin port with metrics aggregated over all workers, fans feature
- * admin calls out to every worker, forwards reloads, and drains workers on SIGTERM.
+ * spreads connections), serves the admin port with metrics aggregated over the workers and itself,
+ * fans feature admin calls out to every worker, forwards reloads, and drains workers on SIGTERM.
  */
 export class ClusterPrimary {
   private readonly config: LoadedConfig;
   private readonly telemetry: Telemetry;
-  private readonly aggregator = new AggregatorRegistry();
+  private readonly metrics: ClusterMetrics;
   private admin: Server | undefined;
   private readonly ready = new Set<number>();
   private draining = false;
   private nextId = 1;
-  private readonly pending = new Map<
-    number,
-    { left: number; results: ToPrimary[]; done: (r: ToPrimary[]) => void }
-  >();
+  /** Broadcasts awaiting answers, by id: the workers still to answer (one that exits is not waited for). */
+  private readonly pending = new Map<number, Broadcast>();
   readonly size: number;
 
   constructor(config: LoadedConfig, telemetry: Telemetry) {
     this.config = config;
     this.telemetry = telemetry;
     this.size = workerCount(config.core.server.workers);
+    this.metrics = new ClusterMetrics(telemetry.registry, this.size, () => this.ready.size);
   }
 
   async start(): Promise<void> {
     cluster.on("message", (worker: Worker, msg: ToPrimary) => {
       if (msg?.type === "edgeway:ready") this.ready.add(worker.id);
-      else if (msg?.type === "edgeway:admin-result") {
+      else if (msg?.type === "edgeway:admin-result" || msg?.type === "edgeway:metrics-result") {
         const p = this.pending.get(msg.id);
-        if (p) {
-          p.results.push(msg);
-          if (--p.left === 0) {
-            this.pending.delete(msg.id);
-            p.done(p.results);
-          }
+        if (p?.waiting.delete(worker.id)) {
+          p.answers.push(msg);
+          if (p.waiting.size === 0) p.finish();
         }
       }
     });
     cluster.on("exit", (worker, code, signal) => {
       this.ready.delete(worker.id);
+      for (const p of this.pending.values()) {
+        if (p.waiting.delete(worker.id) && p.waiting.size === 0) p.finish();
+      }
       if (!this.draining) {
         this.telemetry.logger.error({ worker: worker.id, code, signal }, "worker exited; starting a new one");
+        this.metrics.restarts.inc();
         cluster.fork();
       }
     });
@@ -101,9 +123,9 @@ export class ClusterPrimary {
     }
     if (path === "/metrics") {
       try {
-        const text = await this.aggregator.clusterMetrics();
-        res.writeHead(200, { "content-type": this.aggregator.contentType });
-        return void res.end(text);
+        const registry = await this.clusterRegistry();
+        res.writeHead(200, { "content-type": registry.contentType });
+        return void res.end(await registry.metrics());
       } catch (err) {
         return sendProblem(res, 503, "metrics_unavailable", (err as Error).message);
       }
@@ -113,34 +135,66 @@ export class ClusterPrimary {
       return sendProblem(res, 401, "admin_token_required", "a valid admin bearer token is required");
     }
     const body = await readBody(req, 16 * 1024 * 1024).catch(() => Buffer.alloc(0));
-    const results = await this.broadcast(req.method ?? "GET", path ?? "/", body.toString("utf8"));
-    const first = results[0] as Extract<ToPrimary, { type: "edgeway:admin-result" }> | undefined;
-    if (!first) return sendProblem(res, 503, "no_workers", "no worker answered");
-    const failed = results.find((r) => (r as { status: number }).status >= 400) as typeof first | undefined;
-    const chosen = failed ?? first;
+    const { answers: results } = await this.broadcast(
+      (id) => ({
+        type: "edgeway:admin",
+        id,
+        method: req.method ?? "GET",
+        path: path ?? "/",
+        body: body.toString("utf8"),
+      }),
+      ADMIN_TIMEOUT_MS,
+    );
+    const answers = results.filter((r) => r.type === "edgeway:admin-result");
+    const chosen = answers.find((r) => r.status >= 400) ?? answers[0];
+    if (!chosen) return sendProblem(res, 503, "no_workers", "no worker answered");
     res.writeHead(chosen.status, { "content-type": "application/json", ...chosen.headers });
     res.end(JSON.stringify(chosen.body));
   }
 
-  private broadcast(method: string, path: string, body: string): Promise<ToPrimary[]> {
+  /**
+   * Every worker's registry (prom-client's JSON form, aggregators included) and the primary's own,
+   * merged by each metric's aggregator: the series of one process, never one per worker. A live worker
+   * that does not answer fails the scrape rather than make the sums drop (which rate() would read as
+   * counter resets); one that exits meanwhile is left out, its counts are gone with it.
+   */
+  private async clusterRegistry() {
+    const { answers, silent } = await this.broadcast(
+      (id) => ({ type: "edgeway:metrics", id }),
+      METRICS_TIMEOUT_MS,
+    );
+    if (silent > 0)
+      throw new Error(`${answers.length} of ${answers.length + silent} workers sent their metrics in time`);
+    const registries = answers.flatMap((r) => (r.type === "edgeway:metrics-result" ? [r.metrics] : []));
+    registries.push((await this.telemetry.registry.getMetricsAsJSON()) as MetricsJson);
+    return AggregatorRegistry.aggregate(registries);
+  }
+
+  /**
+   * Sends one message to every connected worker and collects the answers until each has answered or
+   * exited, or `timeoutMs` passed; `silent` counts the live workers that did not answer in time.
+   */
+  private broadcast(
+    message: (id: number) => ToWorker,
+    timeoutMs: number,
+  ): Promise<{ answers: Answer[]; silent: number }> {
     const workers = this.workers();
-    if (workers.length === 0) return Promise.resolve([]);
+    if (workers.length === 0) return Promise.resolve({ answers: [], silent: 0 });
     const id = this.nextId++;
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        const p = this.pending.get(id);
-        this.pending.delete(id);
-        resolve(p?.results ?? []);
-      }, 10_000);
-      this.pending.set(id, {
-        left: workers.length,
-        results: [],
-        done: (r) => {
+      const p: Broadcast = {
+        waiting: new Set(workers.map((w) => w.id)),
+        answers: [],
+        finish: () => {
           clearTimeout(timer);
-          resolve(r);
+          this.pending.delete(id);
+          resolve({ answers: p.answers, silent: p.waiting.size });
         },
-      });
-      for (const w of workers) w.send({ type: "edgeway:admin", id, method, path, body } satisfies ToWorker);
+      };
+      const timer = setTimeout(p.finish, timeoutMs);
+      this.pending.set(id, p);
+      const msg = message(id);
+      for (const w of workers) w.send(msg);
     });
   }
 
@@ -164,18 +218,20 @@ export class ClusterPrimary {
   }
 }
 
-/** Worker side: registers metrics for aggregation and answers the primary's messages. */
+/** Worker side: answers the primary's messages (reload, admin calls, its registry for /metrics). */
 export function attachWorker(gw: GatewayServer): void {
-  AggregatorRegistry.setRegistries([gw.telemetry.registry]);
-  // Constructing one installs prom-client's worker-side listener that answers the primary's
-  // metrics requests; setRegistries alone does not, and /metrics would time out.
-  new AggregatorRegistry();
+  const send = (msg: ToPrimary) => process.send?.(msg);
   process.on("message", (msg: ToWorker) => {
     if (msg?.type === "edgeway:reload") void gw.reload();
-    else if (msg?.type === "edgeway:admin") {
+    else if (msg?.type === "edgeway:metrics") {
+      gw.telemetry.registry.getMetricsAsJSON().then(
+        (metrics) => send({ type: "edgeway:metrics-result", id: msg.id, metrics: metrics as MetricsJson }),
+        (err: Error) => gw.telemetry.logger.error({ err: err.message }, "metrics for the primary failed"),
+      );
+    } else if (msg?.type === "edgeway:admin") {
       gw.runAdminRoute(msg.method, msg.path, Buffer.from(msg.body), undefined).then(
         (out) =>
-          process.send?.({
+          send({
             type: "edgeway:admin-result",
             id: msg.id,
             status: out.status,
@@ -183,7 +239,7 @@ export function attachWorker(gw: GatewayServer): void {
             body: out.body,
           }),
         (err: Error & { status?: number; code?: string }) =>
-          process.send?.({
+          send({
             type: "edgeway:admin-result",
             id: msg.id,
             status: err.status ?? 500,
@@ -196,5 +252,5 @@ export function attachWorker(gw: GatewayServer): void {
       );
     }
   });
-  process.send?.({ type: "edgeway:ready" } satisfies ToPrimary);
+  send({ type: "edgeway:ready" });
 }

@@ -224,3 +224,36 @@ export class GatewayMetrics {
     return em;
   }
 }
+
+/**
+ * The cluster primary's own metrics (`server.workers` above 1), next to its process metrics: how many
+ * workers are configured and ready, and how often one had to be replaced.
+ */
+export class ClusterMetrics {
+  readonly restarts: Counter;
+
+  constructor(registry: Registry, workers: number, ready: () => number) {
+    const registers = [registry];
+    new Gauge({
+      name: "edgeway_cluster_workers",
+      help: "Worker processes configured (server.workers).",
+      registers,
+      collect() {
+        this.set(workers);
+      },
+    });
+    new Gauge({
+      name: "edgeway_cluster_workers_ready",
+      help: "Worker processes started and serving.",
+      registers,
+      collect() {
+        this.set(ready());
+      },
+    });
+    this.restarts = new Counter({
+      name: "edgeway_cluster_worker_restarts_total",
+      help: "Workers that exited unexpectedly and were replaced.",
+      registers,
+    });
+  }
+}

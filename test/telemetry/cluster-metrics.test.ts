@@ -1,11 +1,11 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { rmSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { get } from "node:http";
 import { dirname } from "node:path";
 import t from "tap";
 import { freePort } from "../../lib/net/free-port.ts";
 import { startUpstream } from "../helpers/gateway.ts";
-import { writeConfig } from "../helpers/spawn-gateway.ts";
+import { currentRss, writeConfig } from "../helpers/spawn-gateway.ts";
 import { pick, scrape, total } from "./prom.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -115,4 +115,55 @@ t.test("with server.workers: 2, /metrics on the admin port aggregates the whole 
   t.equal(new Set(reloaded().map((l) => l.pid)).size, 2, "both workers reloaded");
   const after = await scrape(admin);
   t.equal(total(after.samples, "edgeway_config_reloads_total", { result: "success" }), 1);
+
+  // The primary's own metrics are part of the sum: its workers gauges, and its process memory.
+  t.equal(total(after.samples, "edgeway_cluster_workers"), 2);
+  t.equal(total(after.samples, "edgeway_cluster_workers_ready"), 2);
+  t.equal(total(after.samples, "edgeway_cluster_worker_restarts_total"), 0);
+  const group = [child.pid!, ...workerPids(child.pid!)];
+  t.equal(group.length, 3, "a primary and two workers");
+  let rss = 0;
+  for (const pid of group) rss += await currentRss(pid);
+  const reported = total((await scrape(admin)).samples, "process_resident_memory_bytes");
+  t.ok(
+    reported > rss * 0.9 && reported < rss * 1.1,
+    `process_resident_memory_bytes ${reported} is the group's RSS ${rss} (primary included)`,
+  );
+
+  // A worker that does not answer fails the scrape with a problem, instead of sums that drop.
+  const [stopped] = workerPids(child.pid!);
+  process.kill(stopped!, "SIGSTOP");
+  try {
+    const res = await fetch(`${admin}/metrics`);
+    t.equal(res.status, 503);
+    const problem = (await res.json()) as { type: string; detail: string };
+    t.match(problem.type, /metrics_unavailable$/);
+    t.match(problem.detail, /1 of 2 workers sent their metrics in time/);
+  } finally {
+    process.kill(stopped!, "SIGCONT");
+  }
+  t.equal((await fetch(`${admin}/metrics`)).status, 200, "and the next scrape succeeds");
+
+  // A worker that dies is replaced and counted.
+  process.kill(stopped!, "SIGKILL");
+  const until3 = Date.now() + 15_000;
+  for (;;) {
+    const { samples } = await scrape(admin);
+    const replaced = total(samples, "edgeway_cluster_worker_restarts_total") === 1;
+    if (replaced && total(samples, "edgeway_cluster_workers_ready") === 2) break;
+    if (Date.now() > until3) {
+      t.fail("the killed worker was not replaced");
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  t.notOk(workerPids(child.pid!).includes(stopped!), "by a new process");
 });
+
+function workerPids(primary: number): number[] {
+  return readFileSync(`/proc/${primary}/task/${primary}/children`, "utf8")
+    .trim()
+    .split(/\s+/)
+    .filter(Boolean)
+    .map(Number);
+}
