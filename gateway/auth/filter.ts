@@ -33,23 +33,26 @@ export interface AuthState {
   claims: Record<string, unknown>;
 }
 
-/** The process-wide parts (keys, rules, metrics) shared by every route and kept across reloads. */
+/**
+ * The parts shared by every route: metrics for the process's life; keys, rules and introspection for as
+ * long as a route table uses their settings (a reload that changes them builds new ones).
+ */
 export function authContext(
-  setup: Pick<FilterSetup<AuthGlobalConfig>, "global" | "shared" | "telemetry" | "logger">,
+  setup: Pick<FilterSetup<AuthGlobalConfig>, "global" | "shared" | "scoped" | "telemetry" | "logger">,
 ): {
   guard: TokenGuard;
   metrics: AuthMetrics;
 } {
   const g = setup.global;
   const metrics = setup.shared("metrics", () => new AuthMetrics(setup.telemetry.registry));
-  const keys = setup.shared(`keys:${JSON.stringify(g.jwks)}`, () => new KeySource(g.jwks, setup.logger));
-  const store = setup.shared(
+  const keys = setup.scoped(`keys:${JSON.stringify(g.jwks)}`, () => new KeySource(g.jwks, setup.logger));
+  const store = setup.scoped(
     `store:${JSON.stringify(g.redis ?? null)}`,
     () => new AuthStore(g.redis, setup.logger),
   );
   const intro = g.refreshTokens.introspection;
   const introspector = intro
-    ? setup.shared(`introspection:${JSON.stringify(intro)}`, () => new Introspector(intro))
+    ? setup.scoped(`introspection:${JSON.stringify(intro)}`, () => new Introspector(intro))
     : undefined;
   return { guard: new TokenGuard(g, keys, store, introspector), metrics };
 }

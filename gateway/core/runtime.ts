@@ -19,25 +19,54 @@ export interface RouteRuntime {
   readonly prefix: string;
 }
 
-/** Process-wide singletons shared across reloads (see FilterSetup.shared). */
+/**
+ * What filters share (FilterSetup.shared and .scoped): singletons kept until the gateway stops, and
+ * config-keyed resources held by the route tables (runtimes) that use them, closed when the last one
+ * lets go.
+ */
 export class SharedRegistry {
   private readonly items = new Map<string, unknown>();
+  /** Scoped keys and the runtimes holding them. */
+  private readonly holders = new Map<string, Set<object>>();
+
   get<T>(key: string, init: () => T): T {
     if (!this.items.has(key)) this.items.set(key, init());
     return this.items.get(key) as T;
   }
-  async closeAll(logger: Logger): Promise<void> {
-    for (const [key, item] of this.items) {
-      const close = (item as { close?: () => unknown })?.close;
-      if (typeof close === "function") {
-        try {
-          await close.call(item);
-        } catch (err) {
-          logger.warn({ err, key }, "closing shared resource failed");
-        }
-      }
+
+  hold<T>(holder: object, key: string, init: () => T): T {
+    const item = this.get(key, init);
+    let set = this.holders.get(key);
+    if (!set) this.holders.set(key, (set = new Set()));
+    set.add(holder);
+    return item;
+  }
+
+  /** Lets go of everything `holder` holds; closes what nobody holds any more. */
+  async release(holder: object, logger: Logger): Promise<void> {
+    for (const [key, set] of this.holders) {
+      if (!set.delete(holder) || set.size > 0) continue;
+      this.holders.delete(key);
+      const item = this.items.get(key);
+      this.items.delete(key);
+      await closeItem(key, item, logger);
     }
+  }
+
+  async closeAll(logger: Logger): Promise<void> {
+    for (const [key, item] of this.items) await closeItem(key, item, logger);
     this.items.clear();
+    this.holders.clear();
+  }
+}
+
+async function closeItem(key: string, item: unknown, logger: Logger): Promise<void> {
+  const close = (item as { close?: () => unknown })?.close;
+  if (typeof close !== "function") return;
+  try {
+    await close.call(item);
+  } catch (err) {
+    logger.warn({ err, key }, "closing shared resource failed");
   }
 }
 
@@ -52,11 +81,20 @@ export class Runtime {
   readonly trustedProxies: ReadonlySet<string>;
   /** Requests currently using this runtime; the old runtime closes when it reaches 0 after a reload. */
   inflight = 0;
+  /** What this runtime holds in the shared registry (FilterSetup.scoped), released by close(). */
+  private readonly holds: { shared: SharedRegistry; logger: Logger; holder: object };
+  private closing: Promise<void> | undefined;
 
-  private constructor(config: LoadedConfig, routes: RouteRuntime[], services: Map<string, UpstreamService>) {
+  private constructor(
+    config: LoadedConfig,
+    routes: RouteRuntime[],
+    services: Map<string, UpstreamService>,
+    holds: Runtime["holds"],
+  ) {
     this.config = config;
     this.routes = routes;
     this.services = services;
+    this.holds = holds;
     this.trustedProxies = new Set(config.core.server.trustForwardedFrom);
     this.router = new Router(
       routes.map((r) => ({
@@ -88,6 +126,9 @@ export class Runtime {
 
     const routes: RouteRuntime[] = [];
     const built: Filter[] = [];
+    const holds = { shared: deps.shared, logger, holder: {} };
+    const scoped = (feature: string) => <T>(key: string, init: () => T) =>
+      deps.shared.hold(holds.holder, `${feature}:${key}`, init);
     try {
       for (let i = 0; i < core.routes.length; i++) {
         const rc = core.routes[i]!;
@@ -112,6 +153,7 @@ export class Runtime {
             telemetry: deps.telemetry,
             logger: logger.child({ filter: spec.factory.name, route: name }),
             shared: (key, init) => deps.shared.get(`${spec.factory.name}:${key}`, init),
+            scoped: scoped(spec.factory.name),
           };
           const f = await spec.factory.create(spec.config, setup);
           filters.push(f);
@@ -124,9 +166,10 @@ export class Runtime {
       }
     } catch (err) {
       await Promise.allSettled(built.map((f) => f.close?.()));
+      await deps.shared.release(holds.holder, logger);
       throw err;
     }
-    const rt = new Runtime(config, routes, services);
+    const rt = new Runtime(config, routes, services, holds);
     // Each feature's admin endpoints, once per process, whatever number of routes use it.
     const seen = new Set<string>();
     for (const specs of config.routeFilters) {
@@ -139,6 +182,7 @@ export class Runtime {
             telemetry: deps.telemetry,
             logger: logger.child({ filter: spec.factory.name }),
             shared: (key, init) => deps.shared.get(`${spec.factory.name}:${key}`, init),
+            scoped: scoped(spec.factory.name),
           }),
         );
       }
@@ -150,9 +194,16 @@ export class Runtime {
     for (const s of this.services.values()) s.startHealthChecks(2000);
   }
 
-  /** Stops health checks and closes filters. Endpoint pools are closed by the server (they may be reused). */
-  async close(): Promise<void> {
-    for (const s of this.services.values()) s.stopHealthChecks();
-    await Promise.allSettled(this.routes.flatMap((r) => r.filters.map((f) => f.close?.())));
+  /**
+   * Stops health checks, closes filters and lets go of scoped resources (closing those no newer runtime
+   * uses). Once, however often called. Endpoint pools are closed by the server (they may be reused).
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      for (const s of this.services.values()) s.stopHealthChecks();
+      await Promise.allSettled(this.routes.flatMap((r) => r.filters.map((f) => f.close?.())));
+      await this.holds.shared.release(this.holds.holder, this.holds.logger);
+    })();
+    return this.closing;
   }
 }

@@ -522,7 +522,9 @@ export class GatewayServer {
         this.runtime = rt;
         this.initial = next;
         rt.startHealthChecks();
-        await old.close().catch(() => {});
+        // Requests still running on the old table keep its filters and resources; the last one to
+        // finish closes it (handle()).
+        if (old.inflight === 0) await old.close().catch(() => {});
         this.closeUnusedEndpoints(rt);
         this.metrics.reloads.labels("success").inc();
         this.logger.info({ file, routes: rt.routes.length }, "configuration reloaded");

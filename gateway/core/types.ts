@@ -107,10 +107,16 @@ export interface FilterSetup<G = unknown> {
   readonly telemetry: Telemetry;
   readonly logger: Logger;
   /**
-   * A process-wide singleton that survives config reloads (metrics, caches, key sets, Redis clients).
-   * Created on first use by `init`; `close` (if it has one) runs when the gateway stops.
+   * A process-wide singleton that survives config reloads, whatever they change (metrics, the cache's
+   * storage). Created on first use by `init`; `close` (if it has one) runs when the gateway stops.
    */
   shared<T>(key: string, init: () => T): T;
+  /**
+   * A resource built from config (a key set, a Redis client, a topology source), keyed by the config it
+   * was built from: routes and reloads that build the same key share one. Once no route table uses it
+   * (a reload changed that config and the old table's last request finished) its `close` runs.
+   */
+  scoped<T>(key: string, init: () => T): T;
 }
 
 /**

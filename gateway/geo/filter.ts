@@ -108,6 +108,8 @@ export interface TopologyView {
 /** Follows the topology (etcd watch + periodic re-read, or a file) and wakes waiters on changes. */
 export class TopologySource {
   view: TopologyView = { topology: undefined, confirmedAt: 0 };
+  /** The first read, done or failed (bounded by the etcd request timeout): routes wait for it. */
+  readonly ready: Promise<void>;
   private readonly timer: NodeJS.Timeout;
   private readonly store: FailoverStore | undefined;
   private readonly file: string | undefined;
@@ -134,7 +136,7 @@ export class TopologySource {
     } else {
       this.file = cfg.file;
     }
-    void this.refresh();
+    this.ready = this.refresh();
     this.timer = setInterval(() => void this.refresh(), cfg.refresh);
     this.timer.unref();
   }
@@ -204,11 +206,17 @@ export const geoFilter: FilterFactory<GeoRoute, GeoGlobal> = {
   name: "geo",
   schema: geoRouteSchema,
   globalSchema: geoGlobalSchema,
-  create(config, setup) {
+  async create(config, setup) {
     const g = setup.global;
     if (!g) throw new Error("the geo filter needs a top-level geo: section");
-    const source = setup.shared("geo.topology", () => new TopologySource(g.topology));
+    const source = setup.scoped(
+      `topology:${JSON.stringify(g.topology)}`,
+      () => new TopologySource(g.topology),
+    );
     const counter = setup.shared("geo.counter", () => requestsCounter(setup.telemetry.registry));
+    // Serve (at start, or after a reload that changed the source) once the topology was read, rather
+    // than refuse writes as "no topology known yet" in the meantime.
+    await source.ready;
     return {
       name: "geo",
       wrap(next) {

@@ -80,8 +80,9 @@ function pipelineFor(
   setup: Parameters<FilterFactory<ImagesRouteConfig, ImagesGlobal>["create"]>[1],
 ): ImagePipeline {
   const { state, metrics } = metricsFor(setup);
-  // Same global settings after a reload: the same caches and queue. Changed settings: a new pipeline.
-  const p = setup.shared(
+  // Same global settings after a reload: the same caches and queue. Changed settings: a new pipeline,
+  // and the old one closes once the old route table's last request is done.
+  const p = setup.scoped(
     `pipeline:${JSON.stringify(cfg)}`,
     () => new ImagePipeline(cfg, metrics, setup.logger),
   );

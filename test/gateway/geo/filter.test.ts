@@ -5,6 +5,7 @@ import { pino } from "pino";
 import { Registry } from "prom-client";
 import t from "tap";
 import type { Topology } from "../../../agent/failover/policy.ts";
+import { SharedRegistry } from "../../../gateway/core/runtime.ts";
 import type { Exchange, Filter, FilterSetup, GatewayResponse } from "../../../gateway/core/types.ts";
 import {
   type GeoGlobal,
@@ -69,7 +70,8 @@ t.test("write target: stable primary, held during transitions, refused when stal
 });
 
 function fakeSetup(global: GeoGlobal): FilterSetup<GeoGlobal> & { closeAll(): Promise<void> } {
-  const shared = new Map<string, unknown>();
+  const shared = new SharedRegistry();
+  const route = {};
   const logger = pino({ level: "silent" });
   return {
     routeName: "r",
@@ -83,13 +85,9 @@ function fakeSetup(global: GeoGlobal): FilterSetup<GeoGlobal> & { closeAll(): Pr
       shutdown: async () => {},
     },
     logger,
-    shared<T>(key: string, init: () => T): T {
-      if (!shared.has(key)) shared.set(key, init());
-      return shared.get(key) as T;
-    },
-    async closeAll() {
-      for (const v of shared.values()) await (v as { close?: () => Promise<void> }).close?.();
-    },
+    shared: (key, init) => shared.get(key, init),
+    scoped: (key, init) => shared.hold(route, key, init),
+    closeAll: () => shared.closeAll(logger),
   };
 }
 
