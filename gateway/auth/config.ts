@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { byteSize, duration } from "../../lib/config/index.ts";
+import { redisSection } from "../../lib/redis/schema.ts";
 
 /** Signature algorithms the guard can accept; symmetric ones are excluded on purpose (the gateway holds no secrets). */
 export const ASYMMETRIC_ALGORITHMS = [
@@ -56,16 +57,25 @@ const introspectionSchema = z.strictObject({
   cacheSize: z.number().int().min(0).default(100_000),
 });
 
-const redisSchema = z.strictObject({
-  url: z.string().min(1),
-  /** Prefix of every key and of the pub/sub channel (several gateways can share one Redis). */
-  keyPrefix: z.string().default("edgeway:auth:"),
-  commandTimeout: duration({ min: 10 }).default(200),
-  /** Full re-read of the rules (pub/sub catch-up after a disconnect) and cleanup of expired rules. */
-  syncInterval: duration({ min: 100 }).default(30_000),
-  /** The in-memory rules count as unreadable once the last successful sync is older than this. */
-  staleAfter: duration({ min: 100 }).default(90_000),
-});
+/** Shared replay and revocation state: the connection (lib/redis) plus the store's own settings. */
+const redisSchema = redisSection(
+  {
+    /**
+     * Prefix of every key and of the pub/sub channel (several gateways can share one Redis). Without
+     * braces: the rule keys carry their own Cluster hash tag, `<prefix>{rules}`.
+     */
+    keyPrefix: z
+      .string()
+      .regex(/^[^{}]*$/, "no braces: the rule keys carry their own Cluster hash tag")
+      .default("edgeway:auth:"),
+    commandTimeout: duration({ min: 10 }).default(200),
+    /** Full re-read of the rules (pub/sub catch-up after a disconnect) and cleanup of expired rules. */
+    syncInterval: duration({ min: 100 }).default(30_000),
+    /** The in-memory rules count as unreadable once the last successful sync is older than this. */
+    staleAfter: duration({ min: 100 }).default(90_000),
+  },
+  { target: "required" },
+);
 
 export const authGlobalSchema = z.strictObject({
   issuer: z.string().min(1),

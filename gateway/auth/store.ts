@@ -1,5 +1,5 @@
-import { Redis } from "ioredis";
 import type { Logger } from "pino";
+import { createRedisClient, createRedisSubscriber, type RedisClient } from "../../lib/redis/client.ts";
 import type { AuthGlobalConfig } from "./config.ts";
 import { isRule, matchingRule, mergeRule, type Rule, ruleKey, type TokenIds } from "./rules.ts";
 
@@ -17,12 +17,16 @@ type RuleMessage = { op: "put"; rules: Rule[] } | { op: "del"; keys: string[] };
  * not depend on Redis being up); with Redis they are also stored in one hash, published to every
  * gateway on a channel, and re-read periodically (catch-up after a missed message). Without Redis
  * both live in this process only.
+ *
+ * Redis may be standalone, Sentinel or Cluster (lib/redis). Every command names one key, except the
+ * MULTI of a rule change, whose hash and version counter share the hash tag `{rules}` (one Cluster
+ * slot); the channel is not a key, and a PUBLISH reaches the subscribers of every Cluster node.
  */
 export class AuthStore {
   private readonly rules = new Map<string, Rule>();
   private readonly replay = new Map<string, { first: number; expiresAt: number }>();
-  private readonly redis: Redis | undefined;
-  private readonly sub: Redis | undefined;
+  private readonly redis: RedisClient | undefined;
+  private readonly sub: RedisClient | undefined;
   private readonly cfg: RedisConfig | undefined;
   private readonly logger: Logger;
   private readonly timer: NodeJS.Timeout;
@@ -35,23 +39,28 @@ export class AuthStore {
     this.cfg = cfg;
     this.logger = logger;
     if (cfg) {
-      const opts = {
-        commandTimeout: cfg.commandTimeout,
+      const redis = createRedisClient({
+        ...cfg,
         connectTimeout: Math.max(1000, cfg.commandTimeout * 5),
         maxRetriesPerRequest: 1,
-        enableOfflineQueue: false,
-        lazyConnect: false,
-        retryStrategy: (n: number) => Math.min(200 * n, 2000),
-      };
-      this.redis = new Redis(cfg.url, opts);
-      this.sub = new Redis(cfg.url, { ...opts, commandTimeout: undefined });
-      this.redis.on("error", (err) => this.logger.debug({ err: err.message }, "auth redis error"));
-      this.sub.on("error", (err) => this.logger.debug({ err: err.message }, "auth redis (pub/sub) error"));
-      this.redis.on("ready", () => void this.sync(true));
-      this.sub.on("ready", () => {
-        this.sub!.subscribe(this.channel).catch(() => {});
       });
-      this.sub.on("message", (_channel: string, text: string) => this.onMessage(text));
+      const sub = createRedisSubscriber(redis);
+      this.redis = redis;
+      this.sub = sub;
+      redis.on("error", (err: Error) => this.logger.debug({ err: err.message }, "auth redis error"));
+      sub.on("error", (err: Error) => this.logger.debug({ err: err.message }, "auth redis (pub/sub) error"));
+      redis.on("ready", () => void this.sync(true));
+      // After a (re)connect, also the subscriber's (a Sentinel failover moves both): subscribe, then
+      // re-read what was published while it was away.
+      sub.on("ready", () => {
+        sub
+          .subscribe(this.channel)
+          .then(() => (redis.status === "ready" ? this.sync(true) : undefined))
+          .catch(() => {});
+      });
+      sub.on("message", (channel: string, text: string) => {
+        if (channel === this.channel) this.onMessage(text);
+      });
     }
     this.timer = setInterval(() => {
       const expired = this.sweep(Date.now());
@@ -69,11 +78,16 @@ export class AuthStore {
   private get channel(): string {
     return `${this.cfg!.keyPrefix}rules:changes`;
   }
+  /** The rules hash and its version counter share a hash tag: one Cluster slot for their MULTI. */
   private get hashKey(): string {
-    return `${this.cfg!.keyPrefix}rules`;
+    return `${this.cfg!.keyPrefix}{rules}`;
   }
   private get versionKey(): string {
-    return `${this.cfg!.keyPrefix}rules:version`;
+    return `${this.cfg!.keyPrefix}{rules}:version`;
+  }
+  /** The hash of releases before the hash tag: still read and cleaned, so an upgrade keeps its rules. */
+  private get legacyHashKey(): string {
+    return `${this.cfg!.keyPrefix}rules`;
   }
 
   /** True when the in-memory rules are known to be current (always, without Redis). */
@@ -139,6 +153,7 @@ export class AuthStore {
     let n = 0;
     for (const k of keys) if (this.rules.delete(k)) n++;
     if (!this.redis || keys.length === 0) return n;
+    await this.redis.hdel(this.legacyHashKey, ...keys);
     await this.redis
       .multi()
       .hdel(this.hashKey, ...keys)
@@ -173,22 +188,27 @@ export class AuthStore {
         const redis = this.redis!;
         const version = await redis.get(this.versionKey);
         if (full || version !== this.lastVersion) {
-          const all = await redis.hgetall(this.hashKey);
+          const hashes = [this.hashKey, this.legacyHashKey];
+          const contents = await Promise.all(hashes.map((h) => redis.hgetall(h)));
           const now = Date.now();
           const fresh = new Map<string, Rule>();
-          const expired: string[] = [];
-          for (const [k, v] of Object.entries(all)) {
-            let r: unknown;
-            try {
-              r = JSON.parse(v);
-            } catch {}
-            if (!isRule(r) || r.expiresAt <= now) expired.push(k);
-            else fresh.set(k, r);
-          }
+          const expired: string[][] = hashes.map(() => []);
+          contents.forEach((all, i) => {
+            for (const [k, v] of Object.entries(all)) {
+              let r: unknown;
+              try {
+                r = JSON.parse(v);
+              } catch {}
+              if (!isRule(r) || r.expiresAt <= now) expired[i]!.push(k);
+              else fresh.set(k, mergeRule(fresh.get(k), r));
+            }
+          });
           // Local additions not yet visible in the hash (a write racing this read) are kept by merging.
           for (const [k, r] of fresh) this.rules.set(k, mergeRule(this.rules.get(k), r));
           for (const k of [...this.rules.keys()]) if (!fresh.has(k)) this.rules.delete(k);
-          if (expired.length > 0) await redis.hdel(this.hashKey, ...expired);
+          await Promise.all(
+            hashes.map((h, i) => (expired[i]!.length > 0 ? redis.hdel(h, ...expired[i]!) : 0)),
+          );
           this.lastVersion = version;
         }
         this.lastSync = Date.now();

@@ -1,7 +1,6 @@
 import { z } from "zod";
 import { byteSize, duration } from "../../lib/config/index.ts";
-
-const hostPort = z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) });
+import { redisSection } from "../../lib/redis/schema.ts";
 
 /** The top-level `cache:` section: storage shared by every route with a `cache` filter. */
 export const cacheGlobalSchema = z
@@ -26,18 +25,12 @@ export const cacheGlobalSchema = z
         max: duration().default(86_400_000),
       })
       .prefault({}),
-    /** L2: Redis shared by all instances. Omit for L1 only. One of url, sentinels (+name) or cluster. */
-    redis: z
-      .strictObject({
-        url: z
-          .string()
-          .regex(/^rediss?:\/\//, 'expected a URL like "redis://127.0.0.1:6379"')
-          .optional(),
-        sentinels: z.array(hostPort).min(1).optional(),
-        /** Sentinel master set name. */
-        name: z.string().optional(),
-        cluster: z.array(hostPort).min(1).optional(),
-        password: z.string().optional(),
+    /**
+     * L2: Redis shared by all instances. Omit for L1 only. One of url, sentinels (+name) or cluster
+     * (lib/redis); none means redis://127.0.0.1:6379.
+     */
+    redis: redisSection(
+      {
         keyPrefix: z.string().default("edgeway:cache:"),
         /** Longest a request waits on one Redis operation before going on without it. */
         commandTimeout: duration({ min: 1, max: 5000 }).default(50),
@@ -49,12 +42,9 @@ export const cacheGlobalSchema = z
         /** Cross-instance fill lock: its lifetime, and how long other instances wait for the filler. */
         lockTtl: duration({ min: 10 }).default(5000),
         lockWait: duration().default(1000),
-      })
-      .refine(
-        (r) => [r.url, r.sentinels, r.cluster].filter((x) => x !== undefined).length <= 1,
-        "use one of url, sentinels or cluster",
-      )
-      .optional(),
+      },
+      { target: "optional" },
+    ).optional(),
   })
   .prefault({});
 export type CacheGlobalConfig = z.output<typeof cacheGlobalSchema>;

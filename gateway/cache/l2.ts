@@ -4,19 +4,16 @@
  * "not available" at once and the request goes on with L1 and the upstream.
  */
 import { randomUUID } from "node:crypto";
-import { Cluster, Redis } from "ioredis";
+import { Cluster } from "ioredis";
 import type { Logger } from "pino";
+import { createRedisClient, createRedisSubscriber, type RedisClient } from "../../lib/redis/client.ts";
+import type { RedisConnection } from "../../lib/redis/schema.ts";
 import { type Compression, decodeStored, encodeStored, isPointer, type Stored } from "./entry.ts";
 import { type PurgeSelector, urlMatches } from "./l1.ts";
 import type { CacheMetrics } from "./metrics.ts";
 import { keyUrl } from "./policy.ts";
 
-export interface RedisTierConfig {
-  url?: string | undefined;
-  sentinels?: { host: string; port: number }[] | undefined;
-  name?: string | undefined;
-  cluster?: { host: string; port: number }[] | undefined;
-  password?: string | undefined;
+export interface RedisTierConfig extends RedisConnection {
   keyPrefix: string;
   commandTimeout: number;
   connectTimeout: number;
@@ -33,12 +30,10 @@ export interface PurgeMessage {
   soft: boolean;
 }
 
-type Client = Redis | Cluster;
-
 export class RedisTier {
   readonly instanceId = randomUUID();
-  private readonly client: Client;
-  private subscriber: Client | undefined;
+  private readonly client: RedisClient;
+  private subscriber: RedisClient | undefined;
   private downUntil = 0;
   private readonly c: RedisTierConfig;
   private readonly metrics: CacheMetrics;
@@ -51,7 +46,7 @@ export class RedisTier {
     this.c = c;
     this.metrics = metrics;
     this.logger = logger;
-    this.client = makeClient(c);
+    this.client = createRedisClient(c);
     this.client.on("error", (err: Error) => this.logError("connection", err));
   }
 
@@ -71,7 +66,7 @@ export class RedisTier {
   }
 
   /** Runs one Redis operation with a deadline; undefined (and the breaker opens) when it fails. */
-  private async op<T>(name: string, fn: (c: Client) => Promise<T>): Promise<T | undefined> {
+  private async op<T>(name: string, fn: (c: RedisClient) => Promise<T>): Promise<T | undefined> {
     if (!this.available) return undefined;
     const started = performance.now();
     let timer: NodeJS.Timeout | undefined;
@@ -198,11 +193,7 @@ export class RedisTier {
 
   /** Purges published by other instances reach `onPurge` (applied to their L1). */
   subscribe(onPurge: (m: PurgeMessage) => void): void {
-    // The subscriber is off the request path: it may queue commands until connected, and resubscribes.
-    const sub: Client =
-      this.client instanceof Cluster
-        ? this.client.duplicate(undefined, { enableOfflineQueue: true })
-        : (this.client as Redis).duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
+    const sub = createRedisSubscriber(this.client);
     this.subscriber = sub;
     sub.on("error", (err: Error) => this.logError("subscribe", err));
     const channel = this.k("bus", "purge");
@@ -226,44 +217,4 @@ export class RedisTier {
 
 function escapeGlob(s: string): string {
   return s.replace(/[*?[\]\\]/g, "\\$&");
-}
-
-/** Which ioredis client a config asks for, with its options (pure, tested). */
-export function redisClientSpec(
-  c: Omit<RedisTierConfig, "maxObjectSize" | "compression" | "compressAbove" | "breaker" | "keyPrefix">,
-):
-  | { kind: "cluster"; nodes: { host: string; port: number }[]; options: Record<string, unknown> }
-  | { kind: "sentinel"; options: Record<string, unknown> }
-  | { kind: "standalone"; url: string; options: Record<string, unknown> } {
-  // No offline queue and no per-request retries: a request never waits for a reconnect.
-  const common = {
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    connectTimeout: c.connectTimeout,
-    commandTimeout: c.commandTimeout,
-    password: c.password,
-    retryStrategy: (n: number) => Math.min(100 * n, 2000),
-  };
-  if (c.cluster && c.cluster.length > 0) {
-    return {
-      kind: "cluster",
-      nodes: c.cluster,
-      options: {
-        enableOfflineQueue: false,
-        redisOptions: common,
-        clusterRetryStrategy: (n: number) => Math.min(100 * n, 2000),
-      },
-    };
-  }
-  if (c.sentinels && c.sentinels.length > 0) {
-    return { kind: "sentinel", options: { ...common, sentinels: c.sentinels, name: c.name ?? "mymaster" } };
-  }
-  return { kind: "standalone", url: c.url ?? "redis://127.0.0.1:6379", options: common };
-}
-
-function makeClient(c: RedisTierConfig): Client {
-  const spec = redisClientSpec(c);
-  if (spec.kind === "cluster") return new Cluster(spec.nodes, spec.options);
-  if (spec.kind === "sentinel") return new Redis(spec.options);
-  return new Redis(spec.url, spec.options);
 }

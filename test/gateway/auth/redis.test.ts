@@ -81,7 +81,7 @@ t.test("rules and replay state are shared by every gateway", async (t) => {
   t.equal(res.status, 200);
   await res.text();
   t.ok(await poll(async () => (await apiStatus(b, tok)) === 401), "B learns the rule published by A");
-  t.ok(await redis.hget(`${prefix}rules`, "subject:u-shared"), "the rule is stored in Redis");
+  t.ok(await redis.hget(`${prefix}{rules}`, "subject:u-shared"), "the rule is stored in Redis");
 
   // A refresh token used at A, then replayed at B after the grace window: replay, family revoked everywhere.
   const sid = `sid-${randomUUID()}`;
@@ -102,9 +102,9 @@ t.test("rules and replay state are shared by every gateway", async (t) => {
   // Expired rules are cleaned up from Redis and from memory.
   const r2 = await a.admin("/admin/auth/revoke", { subject: "u-short", expiresAt: Date.now() + 300 });
   await r2.text();
-  t.ok(await redis.hget(`${prefix}rules`, "subject:u-short"));
+  t.ok(await redis.hget(`${prefix}{rules}`, "subject:u-short"));
   t.ok(
-    await poll(async () => (await redis.hget(`${prefix}rules`, "subject:u-short")) === null),
+    await poll(async () => (await redis.hget(`${prefix}{rules}`, "subject:u-short")) === null),
     "the expired rule is deleted from Redis",
   );
   const rules = (await (await a.admin("/admin/auth/rules", { subject: "u-short" })).json()) as {

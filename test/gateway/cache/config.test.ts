@@ -2,7 +2,7 @@ import t from "tap";
 import { normaliseSelectorUrl, purgeRequestSchema } from "../../../gateway/cache/admin.ts";
 import { purgeBody } from "../../../gateway/cache/cli.ts";
 import { cacheGlobalSchema, cacheRouteSchema } from "../../../gateway/cache/config.ts";
-import { redisClientSpec } from "../../../gateway/cache/l2.ts";
+import { redisClientSpec } from "../../../lib/redis/client.ts";
 
 t.test("global section: defaults, sizes, one Redis topology", async (t) => {
   const d = cacheGlobalSchema.parse(undefined);

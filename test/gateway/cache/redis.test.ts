@@ -1,6 +1,14 @@
 import { Redis } from "ioredis";
 import t, { type Test } from "tap";
-import { serviceAt, startGateway, startUpstream, type TestUpstream } from "../../helpers/gateway.ts";
+import {
+  serviceAt,
+  startGateway,
+  startUpstream,
+  type TestGateway,
+  type TestUpstream,
+} from "../../helpers/gateway.ts";
+import { type RedisServer, startRedisCluster, startSentinelSet } from "../../helpers/redis-topology.ts";
+import { until } from "../../helpers/until.ts";
 import { deleteKeys, freePort, get, sleep, startRedis, uniquePrefix } from "./harness.ts";
 
 const SHARED = "redis://127.0.0.1:6379";
@@ -146,4 +154,56 @@ t.test("Redis paused (CLIENT PAUSE) or stopped: bounded latency, no failed reque
   t.equal((await get(`${gw.url}/warm`)).xCache, "HIT", "L1 keeps serving");
   const metrics = await (await fetch(`${gw.adminUrl}/metrics`)).text();
   t.match(metrics, /edgeway_cache_redis_errors_total\{op="[a-z]+"\} [1-9]/);
+});
+
+/**
+ * Two instances on one Redis topology: b hits a's entry in L2, and a tag purge on a reaches b's L1.
+ * `servers` are the nodes whose subscribers count (the master, or every Cluster node).
+ */
+async function sharedAcross(t: Test, connection: Record<string, unknown>, servers: () => RedisServer[]) {
+  const keyPrefix = uniquePrefix();
+  const up = await upstream(t);
+  const a = await gateway(t, up, { ...connection, keyPrefix });
+  const b = await gateway(t, up, { ...connection, keyPrefix });
+  const l2Up = async (gw: TestGateway) =>
+    ((await (await fetch(`${gw.adminUrl}/admin/cache/stats`)).json()) as { l2: { available: boolean } }).l2
+      .available;
+  t.ok(await until(async () => (await l2Up(a)) && (await l2Up(b)), Boolean, 10_000), "both reach Redis");
+  const subscribers = async () => {
+    let n = 0;
+    for (const s of servers())
+      n += ((await s.command("PUBSUB", "NUMSUB", `${keyPrefix}bus:purge`)) as [string, number])[1];
+    return n;
+  };
+  t.equal(await until(subscribers, (n) => n >= 2, 10_000), 2, "both subscribed to purges");
+
+  t.equal((await get(`${a.url}/dash/7`, HOST)).xCache, "MISS");
+  t.equal((await get(`${b.url}/dash/7`, HOST)).xCache, "HIT", "b hits a's entry in Redis");
+  t.equal(up.requests.length, 1);
+  const purge = await fetch(`${a.adminUrl}/admin/cache/purge`, {
+    method: "POST",
+    body: JSON.stringify({ tag: "dashboard:7" }),
+  });
+  t.match(await purge.json(), { l2: 1, l1: 1 });
+  t.equal(
+    await until(
+      async () => (await get(`${b.url}/dash/7`, HOST)).xCache,
+      (x) => x === "MISS",
+      5000,
+    ),
+    "MISS",
+    "purged from b's L1 through pub/sub",
+  );
+}
+
+t.test("L2 on a Sentinel set: the gateway finds the master through the Sentinels", async (t) => {
+  const set = await startSentinelSet();
+  t.teardown(() => set.stop());
+  await sharedAcross(t, { sentinels: set.sentinels, name: set.name }, () => [set.master]);
+});
+
+t.test("L2 on a Redis Cluster: entries, index sets and purges across slots", async (t) => {
+  const cluster = await startRedisCluster();
+  t.teardown(() => cluster.stop());
+  await sharedAcross(t, { cluster: cluster.seeds }, () => cluster.nodes);
 });
