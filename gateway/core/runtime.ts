@@ -36,9 +36,9 @@ export class SharedRegistry {
 
   hold<T>(holder: object, key: string, init: () => T): T {
     const item = this.get(key, init);
-    let set = this.holders.get(key);
-    if (!set) this.holders.set(key, (set = new Set()));
+    const set = this.holders.get(key) ?? new Set<object>();
     set.add(holder);
+    this.holders.set(key, set);
     return item;
   }
 
@@ -127,8 +127,10 @@ export class Runtime {
     const routes: RouteRuntime[] = [];
     const built: Filter[] = [];
     const holds = { shared: deps.shared, logger, holder: {} };
-    const scoped = (feature: string) => <T>(key: string, init: () => T) =>
-      deps.shared.hold(holds.holder, `${feature}:${key}`, init);
+    const scoped =
+      (feature: string) =>
+      <T>(key: string, init: () => T) =>
+        deps.shared.hold(holds.holder, `${feature}:${key}`, init);
     try {
       for (let i = 0; i < core.routes.length; i++) {
         const rc = core.routes[i]!;
