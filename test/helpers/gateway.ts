@@ -53,6 +53,14 @@ export async function startUpstream(
   };
 }
 
+/** An upstream that reads each request body and answers `body` (e.g. its region's name). */
+export function startAnsweringUpstream(body: string): Promise<TestUpstream> {
+  return startUpstream((req, res) => {
+    req.resume();
+    req.on("end", () => res.end(body));
+  });
+}
+
 /** Captures JSON log lines in memory, for assertions on logs. */
 export class LogCapture extends Writable {
   readonly lines: Record<string, unknown>[] = [];

@@ -153,6 +153,13 @@ async function startServer(
   }
 }
 
+/** One standalone redis-server on a spare port, in its own directory; `stop` kills it and removes that. */
+export async function startRedisServer(): Promise<RedisServer & { stop(): Promise<void> }> {
+  const root = mkdtempSync(join(tmpdir(), "edgeway-redis-"));
+  const server = await startServer(root, "standalone", () => []);
+  return Object.assign(server, { stop: stopAll([server], root) });
+}
+
 function stopAll(servers: RedisServer[], root: string): () => Promise<void> {
   return async () => {
     await Promise.all(servers.map((s) => s.kill()));

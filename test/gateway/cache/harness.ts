@@ -1,61 +1,11 @@
-/** Cache test helpers: a dedicated redis-server on a spare port, and an identity stand-in for the token guard. */
-import { type ChildProcess, spawn } from "node:child_process";
+/** Cache test helpers: keys on the shared Redis, and an identity stand-in for the token guard. */
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { request } from "undici";
 import type { Handler } from "../../../gateway/core/types.ts";
-import { freePort } from "../../../lib/net/free-port.ts";
 import type { TestGateway } from "../../helpers/gateway.ts";
 
 export { freePort } from "../../../lib/net/free-port.ts";
-
-export interface TestRedis {
-  port: number;
-  url: string;
-  proc: ChildProcess;
-  stop(): Promise<void>;
-}
-
-/** A private redis-server (never the shared 6379) for pause/stop tests. */
-export async function startRedis(): Promise<TestRedis> {
-  const port = await freePort();
-  const proc = spawn(
-    "redis-server",
-    [
-      "--port",
-      String(port),
-      "--bind",
-      "127.0.0.1",
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-      "--protected-mode",
-      "no",
-    ],
-    { stdio: "ignore" },
-  );
-  const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, retryStrategy: () => null });
-  probe.on("error", () => {});
-  for (let i = 0; ; i++) {
-    try {
-      await probe.connect();
-      await probe.ping();
-      break;
-    } catch {
-      if (i > 50) throw new Error("redis-server did not start");
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  probe.disconnect();
-  const stop = () =>
-    new Promise<void>((resolve) => {
-      if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
-      proc.once("exit", () => resolve());
-      proc.kill("SIGKILL");
-    });
-  return { port, url: `redis://127.0.0.1:${port}`, proc, stop };
-}
 
 /** A unique Redis key prefix per test run on the shared Redis; `cleanup` deletes its keys. */
 export function uniquePrefix(): string {

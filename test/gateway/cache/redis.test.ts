@@ -7,9 +7,14 @@ import {
   type TestGateway,
   type TestUpstream,
 } from "../../helpers/gateway.ts";
-import { type RedisServer, startRedisCluster, startSentinelSet } from "../../helpers/redis-topology.ts";
+import {
+  type RedisServer,
+  startRedisCluster,
+  startRedisServer,
+  startSentinelSet,
+} from "../../helpers/redis-topology.ts";
 import { until } from "../../helpers/until.ts";
-import { deleteKeys, freePort, get, sleep, startRedis, uniquePrefix } from "./harness.ts";
+import { deleteKeys, freePort, get, sleep, uniquePrefix } from "./harness.ts";
 
 const SHARED = "redis://127.0.0.1:6379";
 /** Instances behind one load balancer see the same Host (it is part of the key). */
@@ -119,7 +124,7 @@ t.test("Redis unreachable: requests degrade to L1 and the upstream, without stal
 });
 
 t.test("Redis paused (CLIENT PAUSE) or stopped: bounded latency, no failed request", async (t) => {
-  const redis = await startRedis();
+  const redis = await startRedisServer();
   t.teardown(() => redis.stop());
   const keyPrefix = uniquePrefix();
   const up = await upstream(t);

@@ -10,7 +10,7 @@ import t from "tap";
 import { stringify } from "yaml";
 import type { Topology } from "../../../agent/failover/policy.ts";
 import { SharedRegistry } from "../../../gateway/core/runtime.ts";
-import { startGateway, startUpstream } from "../../helpers/gateway.ts";
+import { startAnsweringUpstream, startGateway } from "../../helpers/gateway.ts";
 
 const logger = pino({ level: "silent" });
 
@@ -62,13 +62,8 @@ t.test("a resource whose close fails is logged and the others still close", asyn
 });
 
 t.test("reload: a changed geo.topology source takes effect without a restart", async (t) => {
-  const answer = (region: string) =>
-    startUpstream((req, res) => {
-      req.resume();
-      req.on("end", () => res.end(region));
-    });
-  const us = await answer("us-east-1");
-  const eu = await answer("eu-west-1");
+  const us = await startAnsweringUpstream("us-east-1");
+  const eu = await startAnsweringUpstream("eu-west-1");
   t.teardown(() => Promise.all([us.close(), eu.close()]));
   const topology = (primary: string): Topology => ({
     epoch: 1,

@@ -8,7 +8,7 @@ import { Etcd3 } from "etcd3";
 import t from "tap";
 import type { Topology } from "../../../agent/failover/policy.ts";
 import { freePort, startEtcdCluster } from "../../helpers/etcd-cluster.ts";
-import { startGateway, startUpstream } from "../../helpers/gateway.ts";
+import { startAnsweringUpstream, startGateway } from "../../helpers/gateway.ts";
 import { until } from "../../helpers/until.ts";
 
 const KEY = "/edgeway/failover/topology";
@@ -28,13 +28,8 @@ t.test("geo-routing through the gateway, following the etcd topology", async (t)
   t.teardown(() => client.close());
   await client.put(KEY).value(JSON.stringify(topo()));
 
-  const answer = (region: string) =>
-    startUpstream((req, res) => {
-      req.resume();
-      req.on("end", () => res.end(region));
-    });
-  const us = await answer("us-east-1");
-  const eu = await answer("eu-west-1");
+  const us = await startAnsweringUpstream("us-east-1");
+  const eu = await startAnsweringUpstream("eu-west-1");
   t.teardown(() => Promise.all([us.close(), eu.close()]));
   const deadAp = `http://127.0.0.1:${await freePort()}`; // ap-southeast-1's only endpoint refuses
 
