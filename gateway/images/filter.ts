@@ -294,14 +294,15 @@ function imageHandler(
         if (looksLikeSvg(input.head))
           throw new GatewayError(422, "image_type_mismatch", "the source is SVG but is not declared as SVG");
         const info = await probeSource(input.data, ref.declaredType, cfg.limits);
-        let { format } = negotiateFormat({
+        const { format } = negotiateFormat({
           explicit: params.format,
           source: info.format,
           animated: info.animated,
+          hasAlpha: info.hasAlpha,
           avif: allowAvif,
           webp: allowWebp,
+          fallback: cfg.fallback,
         });
-        if (format === "jpeg" && info.hasAlpha && !params.format) format = "png";
         const geo = outputGeometry(info.width, info.height, width, params.aspect, params.fit ?? "cover");
         return pipe.transform(
           async () => {

@@ -353,20 +353,23 @@ export function accepts(accept: string | undefined, type: string): boolean {
 
 /**
  * Chooses the output format: an explicit `fmt` wins; else AVIF when enabled and accepted, else WebP
- * when enabled and accepted, else the source format (TIFF becomes JPEG; animated sources only go to
- * WebP or stay GIF). `varyAccept` says whether the choice depended on Accept.
+ * when enabled and accepted, else the fallback (animated sources only go to WebP or stay GIF).
+ * The fallback is the source format, with TIFF, AVIF and WebP sources as JPEG (PNG when they have
+ * alpha); with `fallback: "jpeg"`, opaque PNG sources go out as JPEG too. `varyAccept` says whether the
+ * choice depended on Accept.
  */
 export function negotiateFormat(opts: {
   explicit: OutputFormat | undefined;
   source: Exclude<SourceFormat, "svg">;
   animated: boolean;
+  hasAlpha: boolean;
   /** AVIF enabled and accepted by the client. */
   avif: boolean;
   /** WebP enabled and accepted by the client. */
   webp: boolean;
+  /** images.fallback */
+  fallback: "source" | "jpeg";
 }): { format: OutputFormat; varyAccept: boolean } {
-  const fallback: OutputFormat =
-    opts.source === "tiff" ? "jpeg" : opts.source === "avif" || opts.source === "webp" ? "jpeg" : opts.source;
   if (opts.explicit) {
     if (opts.animated && opts.explicit !== "webp" && opts.explicit !== "gif")
       return { format: "webp", varyAccept: false };
@@ -377,8 +380,19 @@ export function negotiateFormat(opts: {
   }
   if (opts.avif) return { format: "avif", varyAccept: true };
   if (opts.webp) return { format: "webp", varyAccept: true };
-  // An AVIF/WebP source for a client that accepts neither goes out as JPEG (PNG when it has alpha: caller).
-  return { format: fallback, varyAccept: true };
+  return { format: fallbackFormat(opts.source, opts.hasAlpha, opts.fallback), varyAccept: true };
+}
+
+/** What a client that takes neither AVIF nor WebP gets (see negotiateFormat). */
+function fallbackFormat(
+  source: Exclude<SourceFormat, "svg">,
+  hasAlpha: boolean,
+  fallback: "source" | "jpeg",
+): OutputFormat {
+  if (source === "jpeg" || source === "gif") return source;
+  if (hasAlpha) return "png";
+  if (source === "png") return fallback === "jpeg" ? "jpeg" : "png";
+  return "jpeg"; // TIFF, AVIF, WebP
 }
 
 export const CONTENT_TYPES: Record<OutputFormat | "svg", string> = {

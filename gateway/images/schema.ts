@@ -68,6 +68,12 @@ export const imagesGlobalSchema = z.strictObject({
    * sRGB with no profile.
    */
   wideGamut: z.enum(["p3", "srgb"]).default("p3"),
+  /**
+   * What clients that take neither AVIF nor WebP get (no `fmt=`): `source` keeps the source's format (TIFF,
+   * AVIF and WebP sources become JPEG); `jpeg` also sends opaque PNG sources as JPEG: far smaller for
+   * photographs stored as PNG, lossy for line art and screenshots. Sources with alpha stay PNG either way.
+   */
+  fallback: z.enum(["source", "jpeg"]).default("source"),
   limits: z
     .strictObject({
       /** Largest source accepted, in bytes (read with a cap, never buffered past it). */

@@ -189,8 +189,10 @@ t.test("format negotiation", async (t) => {
       explicit: undefined,
       source: "jpeg",
       animated: false,
+      hasAlpha: false,
       avif: accepts(accept, "image/avif"),
       webp: accepts(accept, "image/webp"),
+      fallback: "source",
       ...over,
     }).format;
   t.equal(n(chrome), "avif");
@@ -199,13 +201,42 @@ t.test("format negotiation", async (t) => {
   t.equal(n(old), "jpeg");
   t.equal(n(old, { source: "png" }), "png");
   t.equal(n(old, { source: "tiff" }), "jpeg");
+  // The fallback for clients that take neither AVIF nor WebP, for every source and both settings.
+  const fallbacks: [Parameters<typeof negotiateFormat>[0]["source"], boolean, string, string][] = [
+    // source, alpha, fallback: source, fallback: jpeg
+    ["jpeg", false, "jpeg", "jpeg"],
+    ["png", false, "png", "jpeg"],
+    ["png", true, "png", "png"],
+    ["tiff", false, "jpeg", "jpeg"],
+    ["tiff", true, "png", "png"],
+    ["webp", false, "jpeg", "jpeg"],
+    ["webp", true, "png", "png"],
+    ["avif", false, "jpeg", "jpeg"],
+    ["avif", true, "png", "png"],
+    ["gif", false, "gif", "gif"],
+    ["gif", true, "gif", "gif"],
+  ];
+  for (const [source, hasAlpha, keep, jpeg] of fallbacks) {
+    t.equal(n(old, { source, hasAlpha }), keep, `${source}${hasAlpha ? " with alpha" : ""}, fallback source`);
+    t.equal(n(old, { source, hasAlpha, fallback: "jpeg" }), jpeg, `${source}, fallback jpeg`);
+    t.equal(n(chrome, { source, hasAlpha, fallback: "jpeg" }), "avif", "the fallback is only a fallback");
+  }
+  t.equal(n(old, { source: "png", fallback: "jpeg", explicit: "png" }), "png", "fmt= wins");
   t.equal(n(chrome, { source: "gif", animated: true }), "webp", "animated GIF becomes animated WebP");
   t.equal(n(old, { source: "gif", animated: true }), "gif");
   t.equal(n(chrome, { explicit: "png" }), "png");
-  t.same(negotiateFormat({ explicit: "jpeg", source: "jpeg", animated: false, avif: false, webp: false }), {
-    format: "jpeg",
-    varyAccept: false,
-  });
+  t.same(
+    negotiateFormat({
+      explicit: "jpeg",
+      source: "jpeg",
+      animated: false,
+      hasAlpha: false,
+      avif: false,
+      webp: false,
+      fallback: "source",
+    }),
+    { format: "jpeg", varyAccept: false },
+  );
 });
 
 t.test("geometry never upscales and keeps aspect boxes", async (t) => {
