@@ -76,6 +76,12 @@ export const failoverSectionSchema = z
     fenceMargin: duration({ min: 1 }).prefault("2.5s"),
     fenceCheck: duration({ min: 10 }).prefault("250ms"),
     fenceTimeout: duration({ min: 50 }).prefault("1s"),
+    /**
+     * readOnly: the fence is default_transaction_read_only + ending client sessions (a new session can
+     * override it). stop: after that, a primary that still may not write is stopped with pg_ctl, and
+     * started again only when the topology gives it back (needs postgres.manage).
+     */
+    fenceMode: z.enum(["readOnly", "stop"]).default("readOnly"),
     clockDrift: z.number().min(0).max(0.5).default(0.01),
     failureWindow: duration().prefault("3s"),
     /** A health report older than this does not count (its agent is not publishing). */
@@ -123,6 +129,14 @@ export const failoverSectionSchema = z
         code: "custom",
         path: ["postgres", "dataDir"],
         message: "is required when postgres.manage is true",
+      });
+    }
+    if (cfg.fenceMode === "stop" && !cfg.postgres.manage) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["fenceMode"],
+        message:
+          '"stop" needs postgres.manage: true and postgres.dataDir (the agent stops and starts the local server with pg_ctl)',
       });
     }
     const dns = cfg.dns;

@@ -33,6 +33,7 @@ import {
   promotePostgres,
   rejoinAsStandby,
   startPostgres,
+  stopPostgres,
   unfencePostgres,
 } from "./postgres.ts";
 import { type DnsProvider, Rfc2136Provider } from "./rfc2136.ts";
@@ -128,6 +129,8 @@ export interface ControllerStatus {
   epoch: number;
   topology: Topology | undefined;
   local: PgProbe;
+  /** The local server is down because this agent stopped it as a fence (`fenceMode: stop`). */
+  stoppedByFence: boolean;
   lastDecision: string | undefined;
   lastError: string | undefined;
   /** The record sets last published to DNS by this agent (as leader), and when. */
@@ -148,6 +151,12 @@ export class FailoverController {
   private topology: Topology | undefined;
   private revision = 0;
   private local: PgProbe = DOWN;
+  /**
+   * This agent stopped the local server as a fence (set before the stop is tried, cleared once the
+   * server is seen up). Only such a stop is undone by the agent; a crashed primary stays down. Kept in
+   * memory: after an agent restart a stopped server looks crashed (the other regions fail over).
+   */
+  private stoppedByFence = false;
   private leader = false;
   private lastPrimaryLsn: string | null = null;
   private lastDecision: string | undefined;
@@ -276,6 +285,7 @@ export class FailoverController {
       epoch: this.revision,
       topology: this.topology,
       local: this.local,
+      stoppedByFence: this.stoppedByFence,
       lastDecision: this.lastDecision,
       lastError: this.lastError,
       dns: this.dns && { published: this.dnsPublished, at: this.dnsPublishedAt, error: this.dnsError },
@@ -329,6 +339,8 @@ export class FailoverController {
     } catch (err) {
       this.deps.logger.error({ err: (err as Error).message }, "failover: self-fence failed");
     }
+    // fenceMode stop: the loop stops the server next (reconcileLocal); run it now, not a loop later.
+    if (this.cfg.fenceMode === "stop") this.kick();
   }
 
   private async keepSession(): Promise<void> {
@@ -392,7 +404,7 @@ export class FailoverController {
 
     // The local database first: fence/promote/rejoin as the topology and our lease say.
     if (this.localUrl) {
-      this.local = await probePostgres(this.localUrl, this.cfg.probeTimeout);
+      await this.probeLocal();
       await this.reconcile();
     }
 
@@ -419,7 +431,7 @@ export class FailoverController {
       node: this.deps.nodeName,
       at: now,
       role: !this.localUrl ? "none" : !this.local.up ? "down" : this.local.inRecovery ? "standby" : "primary",
-      fenced: this.local.up && !this.local.inRecovery && this.local.readOnly,
+      fenced: (this.local.up && !this.local.inRecovery && this.local.readOnly) || this.stoppedByFence,
       fencedEpoch: this.localUrl ? (fencedForEpoch(this.localInput()) ? this.revision : 0) : this.revision,
       lsn: this.local.lsn,
       lagBytes: this.local.lagBytes,
@@ -503,7 +515,15 @@ export class FailoverController {
       pg: { up: this.local.up, inRecovery: this.local.inRecovery, readOnly: this.local.readOnly },
       managePostgres: this.cfg.postgres.manage,
       autoRejoin: this.cfg.postgres.autoRejoin,
+      fenceMode: this.cfg.fenceMode,
+      stoppedByFence: this.stoppedByFence,
     };
+  }
+
+  private async probeLocal(): Promise<void> {
+    this.local = await probePostgres(this.localUrl!, this.cfg.probeTimeout);
+    // Up again (our start, a rejoin, or someone else's): whatever stopped it is over.
+    if (this.local.up) this.stoppedByFence = false;
   }
 
   private async reconcile(): Promise<void> {
@@ -523,7 +543,7 @@ export class FailoverController {
         break;
       }
     }
-    this.local = await probePostgres(this.localUrl!, this.cfg.probeTimeout);
+    await this.probeLocal();
   }
 
   private async apply(action: LocalAction): Promise<void> {
@@ -546,6 +566,10 @@ export class FailoverController {
         return promotePostgres(url, this.cfg.promoteTimeout);
       case "start":
         return startPostgres(ctl, 30_000);
+      case "stop":
+        // Remembered before trying: a server that ends up down after this was stopped by us.
+        this.stoppedByFence = true;
+        return stopPostgres(ctl, 30_000);
       case "rejoin": {
         const primary = this.topology?.primary;
         const source = this.cfg.regions.find((r) => r.name === primary)?.postgres;

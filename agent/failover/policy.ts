@@ -482,7 +482,17 @@ export interface LocalInput {
   /** The agent may start/stop/rewind its PostgreSQL (otherwise it only fences). */
   managePostgres: boolean;
   autoRejoin: boolean;
+  /**
+   * `readOnly`: the fence is default_transaction_read_only (a new session can still override it).
+   * `stop`: after that fast first step, a primary that still may not write is stopped (needs
+   * managePostgres), and started again only if the agent stopped it and the topology gives it back.
+   */
+  fenceMode: FenceMode;
+  /** The local server is down because the agent stopped it as a fence ("down" alone may be a crash). */
+  stoppedByFence: boolean;
 }
+
+export type FenceMode = "readOnly" | "stop";
 
 export type LocalAction =
   /** Make the local primary read-only and end client sessions. */
@@ -494,7 +504,9 @@ export type LocalAction =
   /** pg_rewind from the current primary and start as its standby. */
   | "rejoin"
   /** Start the stopped local PostgreSQL (it keeps its fence until unfenced). */
-  | "start";
+  | "start"
+  /** Stop the fenced local primary (`fenceMode: stop`): no session can override a stopped server. */
+  | "stop";
 
 /** What the agent must do to its PostgreSQL now, in order. Safety first: fence before anything. */
 export function reconcileLocal(input: LocalInput): LocalAction[] {
@@ -506,6 +518,7 @@ export function reconcileLocal(input: LocalInput): LocalAction[] {
   if (pg.up && !pg.inRecovery) {
     if (!mayWrite && !pg.readOnly) actions.push("fence");
     if (mayWrite && pg.readOnly) actions.push("unfence");
+    if (fenceStopWanted(input)) actions.push("stop");
     if (otherPrimary && input.managePostgres && input.autoRejoin && input.leaseOk) actions.push("rejoin");
     return actions;
   }
@@ -516,6 +529,16 @@ export function reconcileLocal(input: LocalInput): LocalAction[] {
   }
   // Down: never start a former primary as a primary; it comes back as a standby of the new one.
   if (!input.managePostgres || !input.leaseOk || !topo) return actions;
+  // Except a primary the agent stopped itself as a fence, when the topology gives it back its role
+  // (an etcd blip: no failover happened). It starts still fenced, and opens only if it may write.
+  // Otherwise it stays down until it can rejoin: a former primary is never started as a standby.
+  if (input.stoppedByFence) {
+    if (ownsWrites(topo, region)) {
+      actions.push("start");
+      if (mayWrite) actions.push("unfence");
+    } else if (otherPrimary && input.autoRejoin) actions.push("rejoin");
+    return actions;
+  }
   // A dead primary is not restarted by the agent: its crash is what the other regions detect. (A
   // service manager may restart it; back within the failure window, nothing fails over.)
   if (otherPrimary && input.autoRejoin) actions.push("rejoin");
@@ -523,11 +546,38 @@ export function reconcileLocal(input: LocalInput): LocalAction[] {
   return actions;
 }
 
+/**
+ * The topology gives this region the writes: it is the stable primary, or the target of a promotion
+ * (a promoted server the agent stopped must come back, or the leader waits for it in vain).
+ */
+function ownsWrites(topo: Topology, region: string): boolean {
+  return topo.state === "stable"
+    ? topo.primary === region
+    : topo.state === "promoting" && topo.transition?.to === region;
+}
+
+/**
+ * `fenceMode: stop`: the local primary (up, not in recovery) may not write and is to be stopped. That
+ * is when the lease is lost (whatever the last topology said), or when the topology hands the writes
+ * to another region. Not while the lease holds and there is no topology yet (bootstrap), and not while
+ * a planned switchover away from this region waits for the target to replay this server's WAL (the
+ * leader compares the target's LSN with the final LSN this agent publishes; a stopped server has none).
+ */
+function fenceStopWanted(input: LocalInput): boolean {
+  const { topology: topo, region } = input;
+  if (input.fenceMode !== "stop" || !input.managePostgres) return false;
+  if (!input.leaseOk) return true;
+  if (!topo || ownsWrites(topo, region)) return false;
+  const tr = topo.transition;
+  return !(topo.state === "demoting" && tr?.kind === "switchover" && tr.from === region);
+}
+
 /** Whether the agent has confirmed its fence for this topology, to publish as `fencedEpoch`. */
 export function fencedForEpoch(input: LocalInput): boolean {
   const topo = input.topology;
   if (!topo || (topo.state === "stable" && topo.primary === input.region)) return false;
-  return !input.pg.up || input.pg.inRecovery || input.pg.readOnly;
+  // A server the agent stopped (or that is down) takes no writes, whichever session would try.
+  return input.stoppedByFence || !input.pg.up || input.pg.inRecovery || input.pg.readOnly;
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -43,8 +43,8 @@ export interface World {
   configInputFor(region: string): Record<string, unknown>;
   /** A store client of its own (operator requests, reads). */
   store: FailoverStore;
-  /** Restarts a region's controller (after a stop). */
-  restart(region: string): Promise<void>;
+  /** Restarts a region's controller (after a stop), optionally with extra failover keys. */
+  restart(region: string, config?: Record<string, unknown>): Promise<void>;
   topology(): Promise<Topology | undefined>;
   /** Until the region's PostgreSQL takes a write (its agent unfenced it). */
   waitWritable(region: string, timeoutMs: number): Promise<void>;
@@ -85,6 +85,8 @@ export interface WorldOptions {
   peerUrls?: Record<string, string>;
   /** false: start no in-process controllers (the bench runs each agent as its own process). */
   agents?: boolean;
+  /** Extra failover keys for every region's agent, e.g. { mode: "manual" }. */
+  config?: Record<string, unknown>;
 }
 
 export async function startWorld(opts: WorldOptions = {}): Promise<World> {
@@ -128,6 +130,7 @@ export async function startWorld(opts: WorldOptions = {}): Promise<World> {
       initialPrimary: REGIONS[0],
       ...FAST_TIMINGS,
       ...opts.timings,
+      ...opts.config,
       postgres: cluster
         ? {
             url: cluster.url,
@@ -139,9 +142,10 @@ export async function startWorld(opts: WorldOptions = {}): Promise<World> {
         : {},
     };
   };
-  const configFor = (region: string): FailoverConfig => failoverSectionSchema.parse(configInputFor(region));
-  const make = (region: string) =>
-    new FailoverController(configFor(region), {
+  const configFor = (region: string, extra?: Record<string, unknown>): FailoverConfig =>
+    failoverSectionSchema.parse({ ...configInputFor(region), ...extra });
+  const make = (region: string, extra?: Record<string, unknown>) =>
+    new FailoverController(configFor(region, extra), {
       region,
       nodeName: `${region}-agent`,
       pgUrl: pg[region]?.url ?? "postgres://unused",
@@ -162,8 +166,8 @@ export async function startWorld(opts: WorldOptions = {}): Promise<World> {
     configFor,
     configInputFor,
     store: reader,
-    async restart(region) {
-      controllers[region] = make(region);
+    async restart(region, config) {
+      controllers[region] = make(region, config);
       await controllers[region]!.start();
     },
     async topology() {

@@ -36,6 +36,21 @@ t.test(
       validateConfig(failoverModule.schema, { ...base, postgres: { manage: true } }),
     ) as ConfigError;
     t.match(err3.problems.join("\n"), /postgres\.dataDir: is required/);
+    t.equal(cfg.fenceMode, "readOnly", "the fence is read-only by default");
+    const err4 = t.throws(() =>
+      validateConfig(failoverModule.schema, { ...base, fenceMode: "stop" }),
+    ) as ConfigError;
+    t.match(err4.problems.join("\n"), /fenceMode: "stop" needs postgres\.manage: true and postgres\.dataDir/);
+    const err5 = t.throws(() =>
+      validateConfig(failoverModule.schema, { ...base, fenceMode: "halt" }),
+    ) as ConfigError;
+    t.match(err5.problems.join("\n"), /fenceMode/);
+    const managed = validateConfig(failoverModule.schema, {
+      ...base,
+      fenceMode: "stop",
+      postgres: { manage: true, dataDir: "/var/lib/postgresql/data" },
+    })!;
+    t.equal(managed.fenceMode, "stop", "accepted when the agent manages the server");
   },
 );
 

@@ -18,6 +18,7 @@ import {
   regionFailed,
   type Timings,
   type Topology,
+  type Transition,
   ViewTracker,
 } from "../../../agent/failover/policy.ts";
 
@@ -543,6 +544,8 @@ const local = (over: Partial<LocalInput> = {}): LocalInput => ({
   pg: { up: true, inRecovery: false, readOnly: false },
   managePostgres: true,
   autoRejoin: true,
+  fenceMode: "readOnly",
+  stoppedByFence: false,
   ...over,
 });
 
@@ -609,6 +612,210 @@ t.test("local reconciliation", async (t) => {
     "the primary is not fenced",
   );
 });
+
+t.test("fenceMode stop: a primary that may not write is stopped; only a fence-stop is undone", async (t) => {
+  const stop = (over: Partial<LocalInput> = {}) => local({ fenceMode: "stop", ...over });
+  const up = { up: true, inRecovery: false, readOnly: false };
+  const fenced = { up: true, inRecovery: false, readOnly: true };
+  const standby = { up: true, inRecovery: true, readOnly: false };
+  const down = { up: false, inRecovery: false, readOnly: false };
+  const promoting: Topology = { ...demoting("failover"), state: "promoting" };
+
+  t.same(reconcileLocal(stop()), [], "a healthy primary does nothing");
+  t.same(reconcileLocal(stop({ leaseOk: false })), ["fence", "stop"], "lost lease: fence first, then stop");
+  t.same(
+    reconcileLocal(stop({ leaseOk: false, pg: fenced })),
+    ["stop"],
+    "already fenced by the fast check: stop",
+  );
+  t.same(
+    reconcileLocal(stop({ leaseOk: false, topology: undefined })),
+    ["fence", "stop"],
+    "lost lease and no topology: stop",
+  );
+  t.same(
+    reconcileLocal(stop({ topology: undefined })),
+    ["fence"],
+    "lease but no topology yet (bootstrap): read-only only",
+  );
+  t.same(reconcileLocal(stop({ topology: demoting("failover") })), ["fence", "stop"], "demoted: stop");
+  t.same(
+    reconcileLocal(stop({ topology: demoting("switchover") })),
+    ["fence"],
+    "a planned switchover away from it: stays up for the target's replay and the final LSN",
+  );
+  t.same(
+    reconcileLocal(stop({ topology: demoting("switchover"), leaseOk: false })),
+    ["fence", "stop"],
+    "…unless the lease is lost",
+  );
+  t.same(
+    reconcileLocal(stop({ topology: { ...demoting("switchover"), state: "promoting" } })),
+    ["fence", "stop"],
+    "the switchover's target is promoting: the old primary stops",
+  );
+  t.same(
+    reconcileLocal(stop({ topology: stable(B) })),
+    ["fence", "stop", "rejoin"],
+    "another primary: fence, stop, rejoin",
+  );
+  t.same(reconcileLocal(stop({ topology: stable(B), autoRejoin: false })), ["fence", "stop"]);
+  t.same(reconcileLocal(stop({ topology: stable(B), leaseOk: false })), ["fence", "stop"]);
+  t.same(
+    reconcileLocal(stop({ region: B, topology: promoting, pg: fenced })),
+    [],
+    "the promoted target waits fenced, up",
+  );
+  t.same(
+    reconcileLocal(stop({ region: B, topology: promoting, pg: fenced, leaseOk: false })),
+    ["stop"],
+    "…and stops when it loses its lease",
+  );
+  t.same(
+    reconcileLocal(stop({ region: B, topology: stable(A), pg: standby })),
+    [],
+    "a standby is never stopped",
+  );
+  t.same(
+    reconcileLocal(stop({ region: B, topology: promoting, pg: standby })),
+    ["promote"],
+    "a standby named in promoting is promoted",
+  );
+  t.same(
+    reconcileLocal(stop({ leaseOk: false, managePostgres: false })),
+    ["fence"],
+    "without managePostgres it only fences",
+  );
+
+  // Down.
+  t.same(
+    reconcileLocal(stop({ pg: down, stoppedByFence: true })),
+    ["start", "unfence"],
+    "fence-stopped, lease back, still the stable primary: start and unfence",
+  );
+  t.same(reconcileLocal(stop({ pg: down })), [], "a crashed primary is still not restarted");
+  t.same(
+    reconcileLocal(local({ pg: down, stoppedByFence: true })),
+    ["start", "unfence"],
+    "whatever the mode now",
+  );
+  t.same(
+    reconcileLocal(stop({ pg: down, stoppedByFence: true, leaseOk: false })),
+    [],
+    "not without the lease",
+  );
+  t.same(reconcileLocal(stop({ pg: down, stoppedByFence: true, topology: undefined })), []);
+  t.same(
+    reconcileLocal(stop({ pg: down, stoppedByFence: true, managePostgres: false })),
+    [],
+    "not without managePostgres",
+  );
+  t.same(
+    reconcileLocal(stop({ pg: down, stoppedByFence: true, topology: demoting("failover") })),
+    [],
+    "a failover away from it in progress: stays down",
+  );
+  t.same(
+    reconcileLocal(stop({ pg: down, stoppedByFence: true, topology: stable(B) })),
+    ["rejoin"],
+    "another region became primary: rejoin as its standby",
+  );
+  t.same(
+    reconcileLocal(stop({ pg: down, stoppedByFence: true, topology: stable(B), autoRejoin: false })),
+    [],
+    "without autoRejoin it stays down (a crashed one listed as a standby is started, as before)",
+  );
+  t.same(reconcileLocal(local({ pg: down, topology: stable(B), autoRejoin: false })), ["start"]);
+  t.same(
+    reconcileLocal(stop({ region: B, pg: down, stoppedByFence: true, topology: promoting })),
+    ["start"],
+    "a promoted target the agent stopped starts again (fenced), or the leader waits in vain",
+  );
+  t.same(reconcileLocal(stop({ region: B, pg: down, stoppedByFence: true, topology: stable(B) })), [
+    "start",
+    "unfence",
+  ]);
+
+  // Published fence.
+  t.ok(
+    fencedForEpoch(stop({ topology: demoting("failover"), pg: down, stoppedByFence: true })),
+    "fence-stopped",
+  );
+  t.ok(fencedForEpoch(stop({ topology: stable(B), pg: down, stoppedByFence: true })));
+  t.ok(
+    fencedForEpoch(stop({ topology: demoting("failover"), pg: up, stoppedByFence: true })),
+    "a stop under way (the flag is set before pg_ctl stop)",
+  );
+  t.notOk(
+    fencedForEpoch(stop({ pg: down, stoppedByFence: true })),
+    "the stable primary itself publishes no fence",
+  );
+});
+
+const anyTopologyArb = fc
+  .record({
+    state: fc.constantFrom("stable", "demoting", "promoting"),
+    kind: fc.constantFrom("failover", "switchover"),
+    from: fc.constantFrom(...REGIONS),
+    to: fc.constantFrom(...REGIONS),
+  })
+  .map(
+    (x): Topology => ({
+      epoch: 10,
+      state: x.state as Topology["state"],
+      primary: x.state === "stable" ? x.from : null,
+      roles: { [A]: "primary", [B]: "standby" },
+      transition:
+        x.state === "stable"
+          ? null
+          : { kind: x.kind as Transition["kind"], from: x.from, to: x.to, reason: "", startedAt: NOW },
+      changedAt: 0,
+    }),
+  );
+
+t.test(
+  "property: fenceMode stop keeps every readOnly guarantee and stops only what may not write",
+  async () => {
+    fc.assert(
+      fc.property(
+        fc.option(anyTopologyArb, { nil: undefined }),
+        fc.constantFrom(...REGIONS),
+        fc.record({ up: fc.boolean(), inRecovery: fc.boolean(), readOnly: fc.boolean() }),
+        fc.record({
+          leaseOk: fc.boolean(),
+          managePostgres: fc.boolean(),
+          autoRejoin: fc.boolean(),
+          stoppedByFence: fc.boolean(),
+        }),
+        (topology, region, pg, flags) => {
+          const base = local({ region, topology, pg, ...flags });
+          const ro = reconcileLocal(base);
+          const st = reconcileLocal({ ...base, fenceMode: "stop" });
+          const allowed = flags.leaseOk && topology?.state === "stable" && topology.primary === region;
+          // The stop mode only adds a stop to what the read-only mode does, right after the fence.
+          if (JSON.stringify(st.filter((a) => a !== "stop")) !== JSON.stringify(ro)) return false;
+          if (ro.includes("stop")) return false;
+          if (st.includes("stop")) {
+            if (!pg.up || pg.inRecovery || allowed || !flags.managePostgres) return false;
+            if (st.indexOf("stop") !== (pg.readOnly ? 0 : 1)) return false;
+          } else if (pg.up && !pg.inRecovery && flags.managePostgres && !flags.leaseOk) return false;
+          // Only a fence-stop is undone, and only to the region the topology gives the writes to.
+          if ((st.includes("start") || ro.includes("start")) && flags.stoppedByFence) {
+            const tr = topology?.transition;
+            const owns =
+              topology?.state === "stable"
+                ? topology.primary === region
+                : topology?.state === "promoting" && tr?.to === region;
+            if (!owns) return false;
+          }
+          if (st.includes("unfence") && !allowed) return false;
+          return true;
+        },
+      ),
+      { numRuns: 3000 },
+    );
+  },
+);
 
 t.test("property: an agent never lets its database write without lease and topology", async () => {
   fc.assert(
