@@ -131,6 +131,8 @@ export interface ControllerStatus {
   local: PgProbe;
   /** The local server is down because this agent stopped it as a fence (`fenceMode: stop`). */
   stoppedByFence: boolean;
+  /** This agent's latest view of every region (what it publishes in its health report). */
+  view: HealthReport["view"];
   lastDecision: string | undefined;
   lastError: string | undefined;
   /** The record sets last published to DNS by this agent (as leader), and when. */
@@ -144,6 +146,7 @@ export class FailoverController {
   private readonly timings: Timings;
   private readonly metrics: Metrics;
   private readonly views = new ViewTracker();
+  private view: HealthReport["view"] = {};
   private readonly localUrl: string | undefined;
   private lease: Lease | undefined;
   private sessionId: string | undefined;
@@ -286,6 +289,7 @@ export class FailoverController {
       topology: this.topology,
       local: this.local,
       stoppedByFence: this.stoppedByFence,
+      view: this.view,
       lastDecision: this.lastDecision,
       lastError: this.lastError,
       dns: this.dns && { published: this.dnsPublished, at: this.dnsPublishedAt, error: this.dnsError },
@@ -419,12 +423,17 @@ export class FailoverController {
     );
     const view: HealthReport["view"] = {};
     this.cfg.regions.forEach((r, i) => {
+      // Without this tick's etcd reads the other regions' reports are unknown, not missing (ViewTracker).
       const ok =
         r.name === this.deps.region
           ? probes[i]!
-          : regionLooksUp(healths[r.name], probes[i]!, now, this.cfg.staleAfter);
-      view[r.name] = this.views.update(r.name, ok, monoNow);
+          : etcdOk
+            ? regionLooksUp(healths[r.name], probes[i]!, now, this.cfg.staleAfter)
+            : undefined;
+      const seen = this.views.update(r.name, ok, monoNow);
+      if (seen) view[r.name] = seen;
     });
+    this.view = view;
 
     const me: HealthReport = {
       region: this.deps.region,

@@ -106,11 +106,22 @@ export function regionLooksUp(
   return health !== undefined && now - health.at <= staleMs && health.role !== "down" && probeOk;
 }
 
-/** Keeps, per region, since when the current up/down opinion has held (monotonic clock). */
+/**
+ * Keeps, per region, since when the current up/down opinion has held (monotonic clock), counting only
+ * time it was actually observed. `ok` undefined means "no observation this time" (the observer could
+ * not read etcd, so it knows nothing of the other regions' reports): the last opinion stands, but its
+ * clock starts again, so an etcd outage never adds up to "down for longer than the failure window"
+ * (which would fail the primary over the moment etcd is back).
+ */
 export class ViewTracker {
   private readonly since = new Map<string, { ok: boolean; at: number }>();
-  update(region: string, ok: boolean, nowMono: number): RegionView {
+  update(region: string, ok: boolean | undefined, nowMono: number): RegionView | undefined {
     const prev = this.since.get(region);
+    if (ok === undefined) {
+      if (!prev) return undefined;
+      this.since.set(region, { ok: prev.ok, at: nowMono });
+      return { ok: prev.ok, forMs: 0 };
+    }
     if (!prev || prev.ok !== ok) {
       this.since.set(region, { ok, at: nowMono });
       return { ok, forMs: 0 };

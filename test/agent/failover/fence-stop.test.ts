@@ -3,14 +3,14 @@
  * primary (A) and streaming standby (B), three agents. Every etcd member is paused (SIGSTOP), so the
  * primary's agent loses its lease and fences itself. With the default read-only fence a new session
  * can still override it and write; with `stop` the agent then stops the server, and when etcd comes
- * back with the topology unchanged it starts and unfences it. mode: manual, so the etcd outage cannot
- * turn into a failover: the topology stays the same by construction.
+ * back with the topology unchanged it starts and unfences it. mode: manual keeps the topology the same
+ * by construction (etcd-outage.test.ts shows that automatic mode does not fail over either).
  */
 import pg from "pg";
 import t from "tap";
 import { probePostgres } from "../../../agent/failover/postgres.ts";
 import { until } from "../../helpers/until.ts";
-import { REGIONS, startWorld, type World } from "./fixture.ts";
+import { REGIONS, startWorld } from "./fixture.ts";
 
 const [A, B] = REGIONS;
 
@@ -27,13 +27,6 @@ async function overrideAndWrite(url: string, id: number): Promise<void> {
   }
 }
 
-function pauseEtcd(w: World): () => void {
-  for (const m of w.etcd.members) m.signal("SIGSTOP");
-  return () => {
-    for (const m of w.etcd.members) m.signal("SIGCONT");
-  };
-}
-
 t.test("fenceMode stop: an isolated primary is stopped, and started again after an etcd blip", async (t) => {
   const w = await startWorld({ config: { mode: "manual" } });
   t.teardown(() => w.stop());
@@ -45,7 +38,7 @@ t.test("fenceMode stop: an isolated primary is stopped, and started again after 
   await w.pg[A]!.query("insert into fenced_writes values (1)");
 
   // 1. The default read-only fence is advisory: a session that overrides it still writes.
-  let resume = pauseEtcd(w);
+  let resume = w.pauseEtcd();
   t.teardown(() => resume());
   const ro = await until(probe, (p) => p.up && p.readOnly, 15_000, 50);
   t.ok(ro.up && ro.readOnly, "readOnly: the agent fenced its primary once the lease was lost");
@@ -81,7 +74,7 @@ t.test("fenceMode stop: an isolated primary is stopped, and started again after 
   await w.waitWritable(A, 20_000);
   t.equal(w.controllers[A]!.status().stoppedByFence, false);
 
-  resume = pauseEtcd(w);
+  resume = w.pauseEtcd();
   const stopped = await until(
     async () => ({ probe: await probe(), status: w.controllers[A]!.status() }),
     (v) => !v.probe.up && v.status.stoppedByFence,

@@ -49,6 +49,8 @@ export interface World {
   /** Until the region's PostgreSQL takes a write (its agent unfenced it). */
   waitWritable(region: string, timeoutMs: number): Promise<void>;
   waitFor(pred: (t: Topology | undefined) => boolean, timeoutMs: number, what: string): Promise<Topology>;
+  /** Pauses every etcd member (SIGSTOP): a total etcd outage. Returns the resume. */
+  pauseEtcd(): () => void;
   stop(): Promise<void>;
 }
 
@@ -196,6 +198,12 @@ export async function startWorld(opts: WorldOptions = {}): Promise<World> {
         await new Promise((r) => setTimeout(r, 50));
       }
       throw new Error(`timed out waiting for ${what}; topology: ${JSON.stringify(last)}`);
+    },
+    pauseEtcd() {
+      for (const m of etcd.members) m.signal("SIGSTOP");
+      return () => {
+        for (const m of etcd.members) m.signal("SIGCONT");
+      };
     },
     async stop() {
       await Promise.all(Object.values(controllers).map((c) => c.stop().catch(() => {})));

@@ -167,6 +167,14 @@ t.test("view tracker measures how long an opinion has held", async (t) => {
   t.same(v.update(A, false, 700), { ok: false, forMs: 0 });
   t.same(v.update(A, false, 4000), { ok: false, forMs: 3300 });
   t.same(v.update(A, true, 4100), { ok: true, forMs: 0 }, "a flap restarts the clock");
+  // The observer cannot read etcd (no observation): the opinion stands, time unobserved does not count.
+  t.same(v.update(A, false, 5000), { ok: false, forMs: 0 });
+  t.same(v.update(A, undefined, 6000), { ok: false, forMs: 0 }, "an etcd outage adds nothing");
+  t.same(v.update(A, undefined, 60_000), { ok: false, forMs: 0 });
+  t.same(v.update(A, false, 60_200), { ok: false, forMs: 200 }, "down counts again from etcd's return");
+  t.same(v.update(A, undefined, 61_000), { ok: false, forMs: 0 });
+  t.same(v.update(A, true, 61_200), { ok: true, forMs: 0 });
+  t.equal(v.update(B, undefined, 70_000), undefined, "no opinion yet, none made up");
 });
 
 t.test("candidate choice: most caught-up usable standby within the maximum lag", async (t) => {
