@@ -153,6 +153,21 @@ export const REDACT_PATHS: string[] = [
   ].flatMap((h) => HEADER_KEYS.map((k) => `${h}${dot(k)}`)),
 ];
 
+let lastMs = 0;
+let lastTime = "";
+/**
+ * pino's isoTime, formatted once per millisecond: a busy gateway writes several access lines in the
+ * same millisecond, and `toISOString()` was about 1.5 µs of each line.
+ */
+export function isoTimeByMillisecond(): string {
+  const now = Date.now();
+  if (now !== lastMs) {
+    lastMs = now;
+    lastTime = `,"time":"${new Date(now).toISOString()}"`;
+  }
+  return lastTime;
+}
+
 export function createLogger(
   name: string,
   level: string,
@@ -166,7 +181,7 @@ export function createLogger(
       level,
       base: { pid: process.pid, ...base },
       redact: opts.redact === false ? undefined : { paths: REDACT_PATHS, censor: "[redacted]" },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      timestamp: isoTimeByMillisecond,
       formatters: { level: (label) => ({ level: label }) },
     },
     destination ?? stdoutDestination(),

@@ -2,7 +2,7 @@ import { writeFileSync } from "node:fs";
 import t from "tap";
 import { stringify } from "yaml";
 import { redactTarget, screenLogFields } from "../../gateway/telemetry/redact.ts";
-import { createLogger } from "../../lib/telemetry/index.ts";
+import { createLogger, isoTimeByMillisecond } from "../../lib/telemetry/index.ts";
 import { LogCapture, serviceAt, startGateway, startUpstream } from "../helpers/gateway.ts";
 import { startOtlpReceiver } from "./otlp.ts";
 
@@ -208,4 +208,20 @@ t.test("screenLogFields: a filter's credential-like field is replaced, others pa
     upstreamAuthorization: "[redacted]",
   });
   t.equal(bad.refresh_token, "SECRET", "the exchange's own object is not modified");
+});
+
+t.test("log times are ISO 8601, formatted once per millisecond", async (t) => {
+  const first = isoTimeByMillisecond();
+  t.match(first, /^,"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"$/, "pino's isoTime format");
+  const at = Date.parse(JSON.parse(`{${first.slice(1)}}`).time);
+  t.ok(Math.abs(at - Date.now()) < 1000, "the current time");
+  const later = await new Promise<string>((r) => setTimeout(() => r(isoTimeByMillisecond()), 5));
+  t.not(later, first, "a later millisecond gets its own time");
+  let same: [string, string];
+  for (;;) {
+    const before = Date.now();
+    same = [isoTimeByMillisecond(), isoTimeByMillisecond()];
+    if (Date.now() === before) break;
+  }
+  t.equal(same[0], same[1], "the same millisecond reuses the string");
 });
