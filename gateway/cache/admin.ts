@@ -43,6 +43,8 @@ export function cacheAdminRoutes(core: CacheCore): AdminRoute[] {
     {
       method: "POST",
       path: "/admin/cache/purge",
+      // Each worker purges its own memory tier: the counts add up (Redis deletes each key once).
+      merge: "sum",
       async handle(_req, body) {
         let raw: unknown;
         try {
@@ -75,6 +77,8 @@ export function cacheAdminRoutes(core: CacheCore): AdminRoute[] {
     {
       method: "GET",
       path: "/admin/cache/stats",
+      // Per worker: its memory tier and in-flight fills. Totals over the workers.
+      merge: "sum",
       async handle() {
         return {
           status: 200,

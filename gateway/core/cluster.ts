@@ -28,6 +28,7 @@ type ToPrimary =
       status: number;
       headers?: OutgoingHttpHeaders;
       body: unknown;
+      merge?: "first" | "sum";
     }
   | { type: "edgeway:metrics-result"; id: number; metrics: MetricsJson };
 type Answer = Exclude<ToPrimary, { type: "edgeway:ready" }>;
@@ -148,8 +149,10 @@ export class ClusterPrimary {
     const answers = results.filter((r) => r.type === "edgeway:admin-result");
     const chosen = answers.find((r) => r.status >= 400) ?? answers[0];
     if (!chosen) return sendProblem(res, 503, "no_workers", "no worker answered");
+    const answer =
+      chosen.status < 400 && chosen.merge === "sum" ? sumAnswers(answers.map((a) => a.body)) : chosen.body;
     res.writeHead(chosen.status, { "content-type": "application/json", ...chosen.headers });
-    res.end(JSON.stringify(chosen.body));
+    res.end(JSON.stringify(answer));
   }
 
   /**
@@ -218,6 +221,24 @@ export class ClusterPrimary {
   }
 }
 
+/**
+ * The workers' answers to an admin call declared `merge: "sum"`, as one: numbers added, booleans true
+ * only when true in every answer, objects merged key by key (the first answer's keys), anything else
+ * (strings, lists, null) from the first answer.
+ */
+export function sumAnswers(bodies: readonly unknown[]): unknown {
+  const [first] = bodies;
+  if (typeof first === "number")
+    return bodies.reduce<number>((a, b) => a + (typeof b === "number" ? b : 0), 0);
+  if (typeof first === "boolean") return bodies.every((b) => b === true);
+  if (first === null || typeof first !== "object" || Array.isArray(first)) return first;
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(first)) {
+    out[key] = sumAnswers(bodies.map((b) => (b as Record<string, unknown> | null)?.[key]));
+  }
+  return out;
+}
+
 /** Worker side: answers the primary's messages (reload, admin calls, its registry for /metrics). */
 export function attachWorker(gw: GatewayServer): void {
   const send = (msg: ToPrimary) => process.send?.(msg);
@@ -237,6 +258,7 @@ export function attachWorker(gw: GatewayServer): void {
             status: out.status,
             headers: out.headers,
             body: out.body,
+            merge: out.merge,
           }),
         (err: Error & { status?: number; code?: string }) =>
           send({

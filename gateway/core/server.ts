@@ -504,7 +504,8 @@ export class GatewayServer {
   async runAdminRoute(method: string, path: string, body: Buffer, req: IncomingMessage | undefined) {
     const route = this.runtime.adminRoutes.find((r) => r.path === path && r.method === method);
     if (!route) throw new GatewayError(404, "not_found", `no admin endpoint ${path}`);
-    return route.handle(req ?? ({ headers: {}, method, url: path } as IncomingMessage), body);
+    const out = await route.handle(req ?? ({ headers: {}, method, url: path } as IncomingMessage), body);
+    return { ...out, merge: route.merge ?? "first" };
   }
 
   // ---- reload and drain -------------------------------------------------------------------------

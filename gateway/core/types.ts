@@ -96,6 +96,12 @@ export interface AdminRoute {
   /** Exact path, e.g. /admin/cache/purge */
   path: string;
   handle(req: IncomingMessage, body: Buffer): Promise<{ status: number; headers?: HeaderMap; body: unknown }>;
+  /**
+   * With several workers the primary runs the endpoint in each and answers once: `first` (the default)
+   * with one worker's answer, for state every worker holds alike; `sum` with their numeric fields added,
+   * for per-process state such as a memory cache's entries (booleans must hold in all). Any failure wins.
+   */
+  merge?: "first" | "sum";
 }
 
 /** What a filter factory gets when the config loads. */

@@ -4,6 +4,7 @@
  */
 import { request } from "node:http";
 import t from "tap";
+import { sumAnswers } from "../../../gateway/core/cluster.ts";
 import { serviceAt, startUpstream } from "../../helpers/gateway.ts";
 import { freePort, spawnEdgeway, waitReady, writeConfig } from "../../helpers/spawn-gateway.ts";
 
@@ -52,17 +53,16 @@ t.test(
     t.ok(workersFilled >= 1 && workersFilled <= 2, `each worker filled its own cache once (${fills})`);
     t.ok((await burst()) === 40, "then every request is a hit, in whichever worker");
 
+    const before = await (await fetch(`${admin}/admin/cache/stats`)).json();
+    t.match(before, { l1: { entries: workersFilled } }, "stats add up every worker's memory tier");
     const purge = await fetch(`${admin}/admin/cache/purge`, {
       method: "POST",
       body: JSON.stringify({ prefix: "/report" }),
     });
     t.equal(purge.status, 200);
+    t.match(await purge.json(), { purged: workersFilled, l1: workersFilled, soft: false }, "so do purges");
     await burst();
     t.equal(fills - workersFilled, workersFilled, "after the purge every worker that had it fills again");
-
-    const stats = await fetch(`${admin}/admin/cache/stats`);
-    t.equal(stats.status, 200);
-    t.match(await stats.json(), { l1: { entries: Number } });
 
     const bad = await fetch(`${admin}/admin/cache/purge`, { method: "POST", body: "{not json" });
     t.equal(bad.status, 400, "a worker's problem answer comes back through the primary");
@@ -70,3 +70,23 @@ t.test(
     t.equal((await fetch(`${admin}/readyz`)).status, 200, "and the gateway stays up");
   },
 );
+
+t.test("answers declared merge: sum add up; booleans must hold in every worker", async (t) => {
+  t.same(
+    sumAnswers([
+      { purged: 2, l1: 2, l2: 0, soft: false, redis: null, name: "a", list: [1] },
+      { purged: 3, l1: 3, l2: 0, soft: false, redis: null, name: "b", list: [2] },
+    ]),
+    { purged: 5, l1: 5, l2: 0, soft: false, redis: null, name: "a", list: [1] },
+  );
+  t.same(
+    sumAnswers([
+      { l1: { entries: 1, bytes: 10 }, l2: { available: true }, inflight: 0 },
+      { l1: { entries: 4, bytes: 30 }, l2: { available: false }, inflight: 2 },
+    ]),
+    { l1: { entries: 5, bytes: 40 }, l2: { available: false }, inflight: 2 },
+    "nested objects; Redis is available only if every worker says so",
+  );
+  t.same(sumAnswers([{ n: 1 }]), { n: 1 }, "one worker: its answer");
+  t.same(sumAnswers([{ n: 1 }, { m: 2 }]), { n: 1 }, "the first answer's keys; a missing number adds 0");
+});
