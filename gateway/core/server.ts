@@ -14,6 +14,7 @@ import {
 import type { Logger } from "pino";
 import { ConfigError } from "../../lib/config/index.ts";
 import { type Telemetry, traceContextPropagator } from "../../lib/telemetry/index.ts";
+import { type AccessLogPolicy, accessLogPolicy, keepAccessLine } from "../telemetry/access.ts";
 import { GatewayMetrics } from "../telemetry/metrics.ts";
 import { redactTarget, screenLogFields } from "../telemetry/redact.ts";
 import { BodyMemoryWatch } from "./body-memory.ts";
@@ -63,7 +64,7 @@ export class GatewayServer {
   private watcher: ReturnType<typeof watch> | undefined;
   private reloading: Promise<boolean> | undefined;
   private readonly sockets = new Set<Socket>();
-  private readonly accessLog: boolean;
+  private readonly accessLog: AccessLogPolicy;
   /** Access lines skip the logger's redaction pass: their fields are fixed here and screened. */
   private readonly accessLogger: Logger;
   private readonly via: string;
@@ -76,7 +77,7 @@ export class GatewayServer {
     this.logger = opts.telemetry.logger;
     this.metrics = new GatewayMetrics(opts.telemetry.registry, opts.config.core.telemetry.metrics.enabled);
     this.serveAdmin = opts.serveAdmin ?? true;
-    this.accessLog = opts.config.core.telemetry.logs.access;
+    this.accessLog = accessLogPolicy(opts.config.core.telemetry.logs);
     this.accessLogger = opts.telemetry.accessLogger ?? opts.telemetry.logger;
     this.via = `1.1 ${opts.config.core.server.name}`;
     this.initial = opts.config;
@@ -187,7 +188,7 @@ export class GatewayServer {
     const clientIp = clientAddress(req.socket.remoteAddress);
     const socket = req.socket;
     // The getter walks the socket's write queue: read it only for the access log that reports it.
-    const writtenBefore = this.accessLog ? socket.bytesWritten : 0;
+    const writtenBefore = this.accessLog.on ? socket.bytesWritten : 0;
 
     res.once("close", () => {
       if (!res.writableFinished) ex?.clientGone();
@@ -203,7 +204,7 @@ export class GatewayServer {
         else if (status === 499) span.setAttribute("error.type", "client_closed");
       }
       span.end();
-      if (this.accessLog) {
+      if (keepAccessLine(this.accessLog, status, seconds * 1000)) {
         this.accessLogger.info(
           {
             type: "access",

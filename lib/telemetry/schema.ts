@@ -12,6 +12,14 @@ export const telemetrySchema = z
         level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
         /** Access log lines (one per request) on or off. */
         access: z.boolean().default(true),
+        /**
+         * Share of the other requests that get an access line, where the log volume or its CPU is too
+         * much: failed requests (status 400 and up, 499 included) and slow ones (`accessSlowerThan`)
+         * always get theirs.
+         */
+        accessSample: z.number().min(0).max(1).default(1),
+        /** Requests at least this slow always get an access line, whatever `accessSample` says. */
+        accessSlowerThan: duration({ min: 1 }).optional(),
       })
       .prefault({}),
     metrics: z

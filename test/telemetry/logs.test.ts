@@ -1,6 +1,7 @@
 import { writeFileSync } from "node:fs";
 import t from "tap";
 import { stringify } from "yaml";
+import { accessLogPolicy, keepAccessLine } from "../../gateway/telemetry/access.ts";
 import { redactTarget, screenLogFields } from "../../gateway/telemetry/redact.ts";
 import { createLogger, isoTimeByMillisecond } from "../../lib/telemetry/index.ts";
 import { LogCapture, serviceAt, startGateway, startUpstream } from "../helpers/gateway.ts";
@@ -224,4 +225,50 @@ t.test("log times are ISO 8601, formatted once per millisecond", async (t) => {
     if (Date.now() === before) break;
   }
   t.equal(same[0], same[1], "the same millisecond reuses the string");
+});
+
+t.test("access-line sampling: failed and slow requests always, a share of the rest", async (t) => {
+  const policy = (sample: number, slowerThanMs?: number) =>
+    accessLogPolicy({ access: true, accessSample: sample, accessSlowerThan: slowerThanMs });
+  const draws = (value: number) => () => value;
+  t.ok(keepAccessLine(policy(1), 200, 1, draws(0.99)), "sample 1: every line, no draw");
+  t.notOk(keepAccessLine(accessLogPolicy({ access: false, accessSample: 1 }), 500, 1), "access off: none");
+  for (const status of [400, 404, 499, 502, 503]) {
+    t.ok(keepAccessLine(policy(0), status, 1, draws(0.99)), `status ${status} is always logged`);
+  }
+  t.notOk(keepAccessLine(policy(0), 200, 5000, draws(0)), "sample 0 and no slow bound: no success line");
+  t.ok(keepAccessLine(policy(0, 1000), 200, 1000, draws(0.99)), "at the slow bound: logged");
+  t.notOk(keepAccessLine(policy(0, 1000), 200, 999, draws(0)), "below it: not");
+  t.ok(keepAccessLine(policy(0.1), 304, 1, draws(0.05)), "a draw under the share: logged");
+  t.notOk(keepAccessLine(policy(0.1), 304, 1, draws(0.1)), "at or over it: not");
+
+  const up = await startUpstream((req, res) => {
+    if (req.url === "/slow") setTimeout(() => res.end("slow"), 150);
+    else if (req.url === "/missing") res.writeHead(404).end();
+    else res.end("ok");
+  });
+  const gw = await startGateway({
+    services: { s: serviceAt(up.url) },
+    routes: [{ match: { path: "/" }, service: "s" }],
+    telemetry: { logs: { level: "info", access: true, accessSample: 0, accessSlowerThan: "100ms" } },
+  });
+  t.teardown(async () => {
+    await gw.close();
+    await up.close();
+  });
+  for (const path of ["/a", "/b", "/missing", "/slow", "/c"]) await (await fetch(`${gw.url}${path}`)).text();
+  await new Promise((r) => setTimeout(r, 50));
+  const logged = gw.logs.lines.filter((l) => l.type === "access").map((l) => l.path);
+  t.same(logged, ["/missing", "/slow"], "only the failed and the slow request");
+});
+
+t.test("a bad accessSample names the key", async (t) => {
+  await t.rejects(
+    startGateway({
+      services: { s: serviceAt("http://127.0.0.1:9") },
+      routes: [{ match: { path: "/" }, service: "s" }],
+      telemetry: { logs: { accessSample: 2 } },
+    }),
+    /telemetry\.logs\.accessSample/,
+  );
 });
