@@ -3,6 +3,7 @@ import type { z } from "zod";
 import { ConfigError, formatIssues, parseYamlText } from "../../lib/config/index.ts";
 import { FILTERS } from "../filters.ts";
 import { type GatewayConfig, gatewaySchema } from "./schema.ts";
+import { readTlsMaterial, type TlsError } from "./tls.ts";
 import type { FilterFactory } from "./types.ts";
 
 export interface RouteFilterSpec {
@@ -110,6 +111,13 @@ export async function validateGatewayConfig(raw: unknown, file?: string): Promis
     if (r.name && names.has(r.name)) problems.push(`routes[${i}].name: duplicate route name "${r.name}"`);
     if (r.name) names.add(r.name);
   });
+  if (core.server.tls) {
+    try {
+      readTlsMaterial(core.server.tls);
+    } catch (err) {
+      problems.push(...((err as TlsError).problems ?? [(err as Error).message]));
+    }
+  }
   if (problems.length > 0) throw new ConfigError(file, problems);
   return { core, globals, routeFilters, file };
 }

@@ -120,6 +120,18 @@ export const gatewaySchema = z
          * streamed bodies) has grown by this much while requests are in flight; 0 leaves it to V8.
          */
         scavengeAfter: byteSize().prefault("4MiB"),
+        /** TLS termination on the proxy listener (HTTPS, HTTP/1.1). Without it the listener is plain HTTP. */
+        tls: z
+          .strictObject({
+            /** PEM certificate chain file, leaf first. */
+            cert: z.string().min(1),
+            /** PEM private key file. */
+            key: z.string().min(1),
+            minVersion: z.enum(["TLSv1.2", "TLSv1.3"]).default("TLSv1.2"),
+            /** How often the two files are checked for a renewed certificate. */
+            reloadInterval: duration({ min: 100 }).default(10_000),
+          })
+          .optional(),
       })
       .prefault({}),
     admin: z

@@ -1,5 +1,11 @@
 import { watch } from "node:fs";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import {
+  createServer,
+  type IncomingMessage,
+  type Server,
+  type ServerOptions,
+  type ServerResponse,
+} from "node:http";
 import type { Socket } from "node:net";
 import {
   type Context,
@@ -24,6 +30,7 @@ import { addForwardingHeaders, clientAddress, isHopByHop, requestIdFor, withoutH
 import { GatewayError, problemBody, sendProblem } from "./problem.ts";
 import { hostOnly } from "./router.ts";
 import { type RouteRuntime, Runtime, SharedRegistry } from "./runtime.ts";
+import { readTlsMaterial, type TlsConfig, TlsMetrics, TlsReloader } from "./tls.ts";
 import type { Exchange, GatewayResponse, HeaderMap } from "./types.ts";
 import { UpstreamBody } from "./upstream/call.ts";
 import type { EndpointPool } from "./upstream/service.ts";
@@ -62,6 +69,9 @@ export class GatewayServer {
   private draining = false;
   private started = false;
   private watcher: ReturnType<typeof watch> | undefined;
+  private tlsReloader: TlsReloader | undefined;
+  /** What clients speak to the proxy listener: X-Forwarded-Proto and Forwarded's proto. */
+  scheme: "http" | "https" = "http";
   private reloading: Promise<boolean> | undefined;
   private readonly sockets = new Set<Socket>();
   private readonly accessLog: AccessLogPolicy;
@@ -88,6 +98,32 @@ export class GatewayServer {
     );
   }
 
+  /** The proxy listener over TLS (`server.tls`), with its certificate reloads and metrics. */
+  private tlsServer(
+    cfg: TlsConfig,
+    http: ServerOptions,
+    handler: (req: IncomingMessage, res: ServerResponse) => void,
+  ): Server {
+    const material = readTlsMaterial(cfg);
+    const server = process.getBuiltinModule("node:https").createServer(
+      {
+        ...http,
+        cert: material.cert,
+        key: material.key,
+        minVersion: cfg.minVersion,
+        ALPNProtocols: ["http/1.1"],
+      },
+      handler,
+    );
+    const metrics = new TlsMetrics(this.telemetry.registry);
+    metrics.notAfter.set(material.notAfter.getTime() / 1000);
+    server.on("tlsClientError", () => metrics.handshakeErrors.inc());
+    this.tlsReloader = new TlsReloader(server, cfg, metrics, this.logger);
+    this.scheme = "https";
+    // An https.Server is an http.Server with a TLS handshake in front: the same events and methods.
+    return server as unknown as Server;
+  }
+
   get proxyAddress(): { host: string; port: number } {
     const a = this.proxy?.address();
     return a && typeof a === "object" ? { host: a.address, port: a.port } : { host: "", port: 0 };
@@ -104,22 +140,21 @@ export class GatewayServer {
     this.runtime = await Runtime.build(this.initial, this.runtimeDeps());
     this.runtime.startHealthChecks();
     const s = this.initial.core.server;
-    const proxy = createServer(
-      {
-        maxHeaderSize: s.maxHeaderSize,
-        headersTimeout: s.headersTimeout,
-        requestTimeout: s.requestTimeout,
-        keepAliveTimeout: s.keepAliveTimeout,
-        // How often Node checks the header/request deadlines; the default (30 s) lets slowloris linger.
-        connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(s.headersTimeout / 2))),
-        // Checked in handle() instead, so the 400 carries a problem body.
-        requireHostHeader: false,
-        joinDuplicateHeaders: false,
-        // Node rejects obs-fold, bad bytes, CL+TE and conflicting Content-Length itself in strict mode.
-        insecureHTTPParser: false,
-      },
-      (req, res) => this.handle(req, res),
-    );
+    const http = {
+      maxHeaderSize: s.maxHeaderSize,
+      headersTimeout: s.headersTimeout,
+      requestTimeout: s.requestTimeout,
+      keepAliveTimeout: s.keepAliveTimeout,
+      // How often Node checks the header/request deadlines; the default (30 s) lets slowloris linger.
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(s.headersTimeout / 2))),
+      // Checked in handle() instead, so the 400 carries a problem body.
+      requireHostHeader: false,
+      joinDuplicateHeaders: false,
+      // Node rejects obs-fold, bad bytes, CL+TE and conflicting Content-Length itself in strict mode.
+      insecureHTTPParser: false,
+    };
+    const handler = (req: IncomingMessage, res: ServerResponse) => this.handle(req, res);
+    const proxy = s.tls ? this.tlsServer(s.tls, http, handler) : createServer(http, handler);
     proxy.on("connection", (socket: Socket) => {
       this.sockets.add(socket);
       this.metrics.connectionCount++;
@@ -285,7 +320,7 @@ export class GatewayServer {
     addForwardingHeaders(headers, {
       clientIp,
       trusted: rt.trustedProxies.size > 0 && rt.trustedProxies.has(clientIp),
-      protocol: "http",
+      protocol: this.scheme,
       host: hostHeader,
       via: this.via,
       requestId,
@@ -576,6 +611,7 @@ export class GatewayServer {
     if (this.draining) return;
     this.draining = true;
     this.watcher?.close();
+    this.tlsReloader?.close();
     this.bodyMemory.stop();
     this.logger.info({ deadline_ms: deadlineMs }, "draining");
     const proxy = this.proxy;

@@ -40,7 +40,7 @@ export function handleUpgrade(
   addForwardingHeaders(req.headers as HeaderMap, {
     clientIp,
     trusted: gw.runtime.trustedProxies.has(clientIp),
-    protocol: "http",
+    protocol: gw.scheme,
     host: req.headers.host ?? "",
     via: `1.1 ${gw.runtime.config.core.server.name}`,
     requestId,
