@@ -169,3 +169,52 @@ t.test("TLS config errors name the key", async (t) => {
   t.match(await problems({ cert: certFile, key: keyFile, minVersion: "TLSv1.0" }), /server\.tls\.minVersion/);
   t.equal(await problems({ cert: certFile, key: keyFile }), "", "a good pair passes");
 });
+
+t.test("WebSocket upgrades over TLS (wss) are tunnelled, and say https upstream", async (t) => {
+  const { createHash } = await import("node:crypto");
+  const tls = await import("node:tls");
+  writeFileSync(certFile, first.cert);
+  writeFileSync(keyFile, first.key);
+  const up = await startUpstream((_req, res) => res.end("plain"));
+  const upgraded: import("node:stream").Duplex[] = [];
+  up.server.on("upgrade", (req, socket) => {
+    upgraded.push(socket);
+    const accept = createHash("sha1")
+      .update(`${req.headers["sec-websocket-key"]}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+      .digest("base64");
+    socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nX-Seen-Proto: ${req.headers["x-forwarded-proto"]}\r\n\r\n`,
+    );
+    socket.on("data", (d) => socket.write(d));
+  });
+  const gw = await startGateway({
+    server: { tls: { cert: certFile, key: keyFile } },
+    services: { s: serviceAt(up.url) },
+    routes: [{ match: { path: "/" }, service: "s" }],
+  });
+  t.teardown(async () => {
+    await gw.close();
+    for (const s of upgraded) s.destroy();
+    await up.close();
+  });
+  const out = await new Promise<string>((resolve, reject) => {
+    const s = tls.connect({ port: gw.gw.proxyAddress.port, host: "127.0.0.1", ca: first.cert }, () => {
+      s.write(
+        "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+      );
+    });
+    s.on("error", reject);
+    let buf = "";
+    s.on("data", (d) => {
+      buf += d.toString();
+      if (buf.includes("\r\n\r\n") && !buf.includes("ping-frame")) s.write("ping-frame");
+      if (buf.includes("ping-frame")) {
+        s.destroy();
+        resolve(buf);
+      }
+    });
+  });
+  t.match(out, /^HTTP\/1.1 101/);
+  t.match(out, /x-seen-proto: https/i, "the upstream learns the client spoke TLS");
+  t.match(out, /ping-frame/, "bytes flow both ways through TLS");
+});
