@@ -50,11 +50,23 @@ function check(schema: z.ZodType, value: unknown, path: (string | number)[], pro
   return undefined;
 }
 
+export interface ValidateOptions {
+  /**
+   * Also read the files the config names that must load at start (the TLS pair). Off for a config
+   * checked away from where it runs (a Helm render: the files are in the pod's Secret).
+   */
+  files?: boolean;
+}
+
 /**
  * Validates everything a gateway config holds, reporting every problem with its key path at once:
  * the core schema, then feature sections (`auth:`, `cache:`…) and each route's `filters:` entries.
  */
-export async function validateGatewayConfig(raw: unknown, file?: string): Promise<LoadedConfig> {
+export async function validateGatewayConfig(
+  raw: unknown,
+  file?: string,
+  opts: ValidateOptions = {},
+): Promise<LoadedConfig> {
   const factories = await loadFactories(raw);
   const factoryByName = (name: string) => factories.get(name);
   const core = (() => {
@@ -111,7 +123,7 @@ export async function validateGatewayConfig(raw: unknown, file?: string): Promis
     if (r.name && names.has(r.name)) problems.push(`routes[${i}].name: duplicate route name "${r.name}"`);
     if (r.name) names.add(r.name);
   });
-  if (core.server.tls) {
+  if (core.server.tls && opts.files !== false) {
     try {
       readTlsMaterial(core.server.tls);
     } catch (err) {
@@ -122,8 +134,12 @@ export async function validateGatewayConfig(raw: unknown, file?: string): Promis
   return { core, globals, routeFilters, file };
 }
 
-export function parseGatewayConfig(text: string, file?: string): Promise<LoadedConfig> {
-  return validateGatewayConfig(parseYamlText(text, file), file);
+export function parseGatewayConfig(
+  text: string,
+  file?: string,
+  opts: ValidateOptions = {},
+): Promise<LoadedConfig> {
+  return validateGatewayConfig(parseYamlText(text, file), file, opts);
 }
 
 export async function loadGatewayConfig(file: string): Promise<LoadedConfig> {
