@@ -3,7 +3,7 @@ import type { z } from "zod";
 import { ConfigError, formatIssues, parseYamlText } from "../../lib/config/index.ts";
 import { FILTERS } from "../filters.ts";
 import { type GatewayConfig, gatewaySchema } from "./schema.ts";
-import { readTlsMaterial, type TlsError } from "./tls.ts";
+import { readTlsMaterial, readUpstreamTls, type TlsError } from "./tls.ts";
 import type { FilterFactory } from "./types.ts";
 
 export interface RouteFilterSpec {
@@ -123,11 +123,19 @@ export async function validateGatewayConfig(
     if (r.name && names.has(r.name)) problems.push(`routes[${i}].name: duplicate route name "${r.name}"`);
     if (r.name) names.add(r.name);
   });
-  if (core.server.tls && opts.files !== false) {
-    try {
-      readTlsMaterial(core.server.tls);
-    } catch (err) {
-      problems.push(...((err as TlsError).problems ?? [(err as Error).message]));
+  if (opts.files !== false) {
+    const tlsProblems = (read: () => unknown) => {
+      try {
+        read();
+      } catch (err) {
+        problems.push(...((err as TlsError).problems ?? [(err as Error).message]));
+      }
+    };
+    const tls = core.server.tls;
+    if (tls) tlsProblems(() => readTlsMaterial(tls));
+    for (const [name, svc] of Object.entries(core.services)) {
+      const upstream = svc.tls;
+      if (upstream) tlsProblems(() => readUpstreamTls(upstream, `services.${name}.tls`));
     }
   }
   if (problems.length > 0) throw new ConfigError(file, problems);

@@ -43,6 +43,26 @@ const serviceSchema = z.strictObject({
   keepAlive: duration().default(4000),
   healthCheck: healthCheckSchema.optional(),
   outlierDetection: outlierSchema.prefault({}),
+  /**
+   * For https endpoints: a private CA, a client certificate for upstreams that require mTLS, and the
+   * name to verify when endpoints are given by address. Read at start and on reload.
+   */
+  tls: z
+    .strictObject({
+      /** PEM CA bundle file that signs the upstreams' certificates (instead of the system CAs). */
+      ca: z.string().min(1).optional(),
+      /** PEM client certificate file (mTLS), with `key`. */
+      cert: z.string().min(1).optional(),
+      /** PEM private key file of `cert`. */
+      key: z.string().min(1).optional(),
+      /** Server name to send (SNI) and verify, when it is not the URL's host. */
+      servername: z.string().min(1).optional(),
+    })
+    .refine((t) => (t.cert === undefined) === (t.key === undefined), {
+      message: "cert and key go together (a client certificate needs its key)",
+      path: ["key"],
+    })
+    .optional(),
   /** Retry budget: retries may add at most this share of requests (plus minPerSecond). */
   retryBudget: z
     .strictObject({

@@ -56,6 +56,48 @@ export function readTlsMaterial(cfg: Pick<TlsConfig, "cert" | "key">, at = "serv
   return { cert, key, notAfter: new Date(leaf.validTo), subject: leaf.subject };
 }
 
+/** `services.<name>.tls`: how the gateway verifies and authenticates to HTTPS upstreams. */
+export interface UpstreamTlsConfig {
+  ca?: string | undefined;
+  cert?: string | undefined;
+  key?: string | undefined;
+  servername?: string | undefined;
+}
+
+/** undici connect options for an upstream's pools (the files read now); problems name the key. */
+export interface UpstreamTls {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+  servername?: string;
+}
+
+export function readUpstreamTls(cfg: UpstreamTlsConfig, at: string): UpstreamTls {
+  const problems: string[] = [];
+  const out: UpstreamTls = {};
+  for (const key of ["ca", "cert", "key"] as const) {
+    const file = cfg[key];
+    if (file === undefined) continue;
+    try {
+      out[key] = readFileSync(file);
+    } catch (err) {
+      problems.push(
+        `${at}.${key}: cannot read "${file}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
+    }
+  }
+  if (problems.length > 0) throw new TlsError(problems);
+  if (out.cert && out.key) {
+    try {
+      process.getBuiltinModule("node:tls").createSecureContext({ cert: out.cert, key: out.key });
+    } catch (err) {
+      throw new TlsError([`${at}.key: does not go with the certificate: ${(err as Error).message}`]);
+    }
+  }
+  if (cfg.servername !== undefined) out.servername = cfg.servername;
+  return out;
+}
+
 export class TlsError extends Error {
   readonly problems: string[];
   constructor(problems: string[]) {

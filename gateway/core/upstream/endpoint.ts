@@ -1,4 +1,5 @@
 import { Pool } from "undici";
+import type { UpstreamTls } from "../tls.ts";
 import { FRESH_OUTLIER_STATE, type OutlierState } from "./outlier.ts";
 
 /** One upstream address of a service, with its connection pools and health state. */
@@ -18,6 +19,8 @@ export class Endpoint {
   private readonly pools = new Map<number, Pool>();
   private readonly connections: number;
   private readonly keepAlive: number;
+  /** For https endpoints: CA, client certificate and server name (services.<name>.tls). */
+  private readonly tls: UpstreamTls | undefined;
 
   constructor(
     service: string,
@@ -26,7 +29,9 @@ export class Endpoint {
     weight: number,
     connections: number,
     keepAlive: number,
+    tls?: UpstreamTls,
   ) {
+    this.tls = tls;
     this.service = service;
     this.region = region;
     this.url = url;
@@ -52,6 +57,7 @@ export class Endpoint {
         // Timeouts are set per request from the route; these are only fallbacks.
         headersTimeout: 300_000,
         bodyTimeout: 300_000,
+        ...(this.tls ? { connect: this.tls } : {}),
       });
       this.pools.set(connectTimeout, p);
     }

@@ -1,6 +1,8 @@
+import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import type { GatewayMetrics } from "../../telemetry/metrics.ts";
 import type { HealthCheckConfig, ServiceConfig } from "../schema.ts";
+import { readUpstreamTls, type UpstreamTls } from "../tls.ts";
 import { pickLeastOutstanding, regionOrder } from "./balancer.ts";
 import { Endpoint } from "./endpoint.ts";
 import { maxEjectable, type OutlierPolicy, recordFailure, recordSuccess } from "./outlier.ts";
@@ -15,13 +17,24 @@ function endpointKey(
   url: string,
   cfg: ServiceConfig,
   weight: number,
+  tlsId: string,
 ): string {
-  return `${service}|${region}|${url}|${weight}|${cfg.connections}|${cfg.keepAlive}`;
+  return `${service}|${region}|${url}|${weight}|${cfg.connections}|${cfg.keepAlive}|${tlsId}`;
+}
+
+/** What identifies the TLS settings an endpoint's pools were built with: the files' contents too. */
+function tlsIdentity(tls: UpstreamTls | undefined): string {
+  if (!tls) return "";
+  const h = createHash("sha256");
+  for (const part of [tls.ca, tls.cert, tls.key, tls.servername]) h.update(part ?? "-").update("\0");
+  return h.digest("hex").slice(0, 16);
 }
 
 /** A named upstream service: endpoints grouped by region, balancing, health, ejection and retry budget. */
 export class UpstreamService {
   readonly name: string;
+  /** Identity of the TLS files the endpoints were built with (part of their reuse key). */
+  private readonly tlsId: string;
   readonly regions: string[];
   readonly byRegion = new Map<string, Endpoint[]>();
   readonly all: Endpoint[] = [];
@@ -44,13 +57,16 @@ export class UpstreamService {
     this.metrics = metrics;
     this.logger = logger;
     this.regions = Object.keys(cfg.endpoints);
+    // Read at every build (start, reload): renewed files change the identity, so new pools use them.
+    const tls = cfg.tls ? readUpstreamTls(cfg.tls, `services.${name}.tls`) : undefined;
+    this.tlsId = tlsIdentity(tls);
     for (const region of this.regions) {
       const list: Endpoint[] = [];
       for (const spec of cfg.endpoints[region]!) {
-        const key = endpointKey(name, region, spec.url, cfg, spec.weight);
+        const key = endpointKey(name, region, spec.url, cfg, spec.weight, this.tlsId);
         let e = reuse.get(key);
         if (!e) {
-          e = new Endpoint(name, region, spec.url, spec.weight, cfg.connections, cfg.keepAlive);
+          e = new Endpoint(name, region, spec.url, spec.weight, cfg.connections, cfg.keepAlive, tls);
           reuse.set(key, e);
         }
         list.push(e);
@@ -69,7 +85,7 @@ export class UpstreamService {
     const keys: string[] = [];
     for (const region of this.regions) {
       for (const spec of cfg.endpoints[region]!)
-        keys.push(endpointKey(this.name, region, spec.url, cfg, spec.weight));
+        keys.push(endpointKey(this.name, region, spec.url, cfg, spec.weight, this.tlsId));
     }
     return keys;
   }

@@ -3,7 +3,6 @@
  * renewed certificate picked up without a restart, a bad renewal refused while the old certificate
  * stays, the expiry as a metric, and config errors that name the key.
  */
-import { execFileSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
@@ -12,41 +11,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import t from "tap";
 import { validateGatewayConfig } from "../../../gateway/core/config.ts";
+import { selfSigned as makeSelfSigned } from "../../helpers/certs.ts";
 import { serviceAt, startGateway, startUpstream } from "../../helpers/gateway.ts";
 import { until } from "../../helpers/until.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "edgeway-tls-"));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 
-/** A self-signed P-256 certificate for 127.0.0.1 (openssl), as PEM texts. */
-function selfSigned(cn: string): { cert: string; key: string } {
-  const [cert, key] = [join(dir, `${cn}.crt`), join(dir, `${cn}.key`)];
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-      "-days",
-      "2",
-      "-subj",
-      `/CN=${cn}`,
-      "-addext",
-      "subjectAltName=IP:127.0.0.1",
-    ],
-    { stdio: "ignore" },
-  );
-  const { readFileSync } = process.getBuiltinModule("node:fs");
-  return { cert: readFileSync(cert, "utf8"), key: readFileSync(key, "utf8") };
-}
+const selfSigned = (cn: string) => makeSelfSigned(dir, cn);
 
 /** One HTTPS GET trusting `ca`; the status, body and the certificate the server presented. */
 function get(url: string, ca: string): Promise<{ status: number; body: string; cn: string }> {
