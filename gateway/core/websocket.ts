@@ -1,10 +1,12 @@
 import type { IncomingMessage } from "node:http";
+import type { Agent as HttpsAgent } from "node:https";
 import type { Socket } from "node:net";
 import httpProxy from "http-proxy";
 import { addForwardingHeaders, clientAddress, requestIdFor } from "./headers.ts";
 import type { RouteRuntime } from "./runtime.ts";
 import { type GatewayServer, rawProblem } from "./server.ts";
 import type { HeaderMap } from "./types.ts";
+import type { Endpoint } from "./upstream/endpoint.ts";
 
 let proxy: httpProxy | undefined;
 function wsProxy(): httpProxy {
@@ -65,7 +67,7 @@ export function handleUpgrade(
     req,
     socket,
     head,
-    { target: endpoint.origin, timeout: route.config.timeouts.responseHeader },
+    { target: endpoint.origin, timeout: route.config.timeouts.responseHeader, agent: tlsAgent(endpoint) },
     (err) => {
       release();
       service.reportFailure(endpoint);
@@ -74,4 +76,20 @@ export function handleUpgrade(
       else socket.destroy();
     },
   );
+}
+
+const tlsAgents = new WeakMap<Endpoint, HttpsAgent>();
+
+/**
+ * For an https endpoint with `services.<name>.tls`: an agent that verifies with its CA, presents its
+ * client certificate and sends its server name (http-proxy passes no server name of its own).
+ */
+function tlsAgent(endpoint: Endpoint): HttpsAgent | undefined {
+  if (!endpoint.tls || !endpoint.origin.startsWith("https:")) return undefined;
+  let agent = tlsAgents.get(endpoint);
+  if (!agent) {
+    agent = new (process.getBuiltinModule("node:https").Agent)({ ...endpoint.tls });
+    tlsAgents.set(endpoint, agent);
+  }
+  return agent;
 }

@@ -20,7 +20,7 @@ export class Endpoint {
   private readonly connections: number;
   private readonly keepAlive: number;
   /** For https endpoints: CA, client certificate and server name (services.<name>.tls). */
-  private readonly tls: UpstreamTls | undefined;
+  readonly tls: UpstreamTls | undefined;
 
   constructor(
     service: string,

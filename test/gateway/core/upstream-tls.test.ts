@@ -100,3 +100,49 @@ t.test("upstream TLS config errors name the key", async (t) => {
     "a good set passes",
   );
 });
+
+t.test(
+  "WebSocket upgrades to an https upstream use its CA, client certificate and server name",
+  async (t) => {
+    const { createHash } = await import("node:crypto");
+    const { connect } = await import("node:net");
+    const up = await startTlsUpstream(true);
+    t.teardown(() => new Promise<void>((r) => up.server.close(() => r())));
+    const sockets: import("node:stream").Duplex[] = [];
+    t.teardown(() => {
+      for (const s of sockets) s.destroy();
+    });
+    up.server.on("upgrade", (req, socket) => {
+      sockets.push(socket);
+      const accept = createHash("sha1")
+        .update(`${req.headers["sec-websocket-key"]}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+        .digest("base64");
+      const peer = (socket as TLSSocket).getPeerCertificate();
+      socket.write(
+        `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nX-Client-Cert: ${peer?.subject?.CN}\r\n\r\n`,
+      );
+    });
+    const gw = await gatewayTo(t, up.url, {
+      ca: ca.certFile,
+      servername: "upstream.test",
+      cert: client.certFile,
+      key: client.keyFile,
+    });
+    const out = await new Promise<string>((resolve, reject) => {
+      const s = connect(Number(new URL(gw.url).port), "127.0.0.1", () =>
+        s.write(
+          "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        ),
+      );
+      sockets.push(s);
+      s.on("error", reject);
+      let buf = "";
+      s.on("data", (d) => {
+        buf += d.toString();
+        if (buf.includes("\r\n\r\n")) resolve(buf);
+      });
+    });
+    t.match(out, /^HTTP\/1.1 101/, "upgraded through TLS to the upstream");
+    t.match(out, /x-client-cert: gateway/i, "with the gateway's client certificate");
+  },
+);
