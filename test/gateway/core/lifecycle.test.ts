@@ -1,10 +1,11 @@
-import { createHash } from "node:crypto";
+import { once } from "node:events";
 import { writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import t from "tap";
 import { stringify } from "yaml";
 import { serviceAt, startGateway, startUpstream } from "../../helpers/gateway.ts";
 import { freePort, spawnEdgeway, waitReady, writeConfig } from "../../helpers/spawn-gateway.ts";
+import { acceptUpgrade, openUpgrade } from "../../helpers/websocket.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -13,13 +14,7 @@ t.test("WebSocket upgrades are tunnelled to the upstream", async (t) => {
   const upgraded: import("node:stream").Duplex[] = [];
   up.server.on("upgrade", (req, socket) => {
     upgraded.push(socket);
-    const accept = createHash("sha1")
-      .update(`${req.headers["sec-websocket-key"]}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
-      .digest("base64");
-    socket.write(
-      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nX-Seen-Via: ${req.headers.via}\r\n\r\n`,
-    );
-    socket.on("data", (d) => socket.write(d)); // echo the raw frames
+    acceptUpgrade(req, socket, { "X-Seen-Via": String(req.headers.via) });
   });
   const gw = await startGateway({
     services: { s: serviceAt(up.url) },
@@ -30,22 +25,9 @@ t.test("WebSocket upgrades are tunnelled to the upstream", async (t) => {
     for (const s of upgraded) s.destroy();
     await up.close();
   });
-  const out = await new Promise<string>((resolve) => {
-    const s = connect(Number(new URL(gw.url).port), "127.0.0.1", () => {
-      s.write(
-        "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-      );
-    });
-    let buf = "";
-    s.on("data", (d) => {
-      buf += d.toString();
-      if (buf.includes("\r\n\r\n") && !buf.includes("ping-frame")) s.write("ping-frame");
-      if (buf.includes("ping-frame")) {
-        s.destroy();
-        resolve(buf);
-      }
-    });
-  });
+  const socket = connect(Number(new URL(gw.url).port), "127.0.0.1");
+  await once(socket, "connect");
+  const out = await openUpgrade(socket);
   t.match(out, /^HTTP\/1.1 101/);
   t.match(out, /sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=/i);
   t.match(out, /x-seen-via: 1.1 edgeway/i, "forwarding headers added");

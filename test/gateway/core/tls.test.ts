@@ -4,6 +4,7 @@
  * stays, the expiry as a metric, and config errors that name the key.
  */
 import { X509Certificate } from "node:crypto";
+import { once } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
 import { connect } from "node:net";
@@ -14,6 +15,7 @@ import { validateGatewayConfig } from "../../../gateway/core/config.ts";
 import { selfSigned as makeSelfSigned } from "../../helpers/certs.ts";
 import { serviceAt, startGateway, startUpstream } from "../../helpers/gateway.ts";
 import { until } from "../../helpers/until.ts";
+import { acceptUpgrade, openUpgrade } from "../../helpers/websocket.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "edgeway-tls-"));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -143,7 +145,6 @@ t.test("TLS config errors name the key", async (t) => {
 });
 
 t.test("WebSocket upgrades over TLS (wss) are tunnelled, and say https upstream", async (t) => {
-  const { createHash } = await import("node:crypto");
   const tls = await import("node:tls");
   writeFileSync(certFile, first.cert);
   writeFileSync(keyFile, first.key);
@@ -151,13 +152,7 @@ t.test("WebSocket upgrades over TLS (wss) are tunnelled, and say https upstream"
   const upgraded: import("node:stream").Duplex[] = [];
   up.server.on("upgrade", (req, socket) => {
     upgraded.push(socket);
-    const accept = createHash("sha1")
-      .update(`${req.headers["sec-websocket-key"]}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
-      .digest("base64");
-    socket.write(
-      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nX-Seen-Proto: ${req.headers["x-forwarded-proto"]}\r\n\r\n`,
-    );
-    socket.on("data", (d) => socket.write(d));
+    acceptUpgrade(req, socket, { "X-Seen-Proto": String(req.headers["x-forwarded-proto"]) });
   });
   const gw = await startGateway({
     server: { tls: { cert: certFile, key: keyFile } },
@@ -169,23 +164,9 @@ t.test("WebSocket upgrades over TLS (wss) are tunnelled, and say https upstream"
     for (const s of upgraded) s.destroy();
     await up.close();
   });
-  const out = await new Promise<string>((resolve, reject) => {
-    const s = tls.connect({ port: gw.gw.proxyAddress.port, host: "127.0.0.1", ca: first.cert }, () => {
-      s.write(
-        "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-      );
-    });
-    s.on("error", reject);
-    let buf = "";
-    s.on("data", (d) => {
-      buf += d.toString();
-      if (buf.includes("\r\n\r\n") && !buf.includes("ping-frame")) s.write("ping-frame");
-      if (buf.includes("ping-frame")) {
-        s.destroy();
-        resolve(buf);
-      }
-    });
-  });
+  const socket = tls.connect({ port: gw.gw.proxyAddress.port, host: "127.0.0.1", ca: first.cert });
+  await once(socket, "secureConnect");
+  const out = await openUpgrade(socket);
   t.match(out, /^HTTP\/1.1 101/);
   t.match(out, /x-seen-proto: https/i, "the upstream learns the client spoke TLS");
   t.match(out, /ping-frame/, "bytes flow both ways through TLS");

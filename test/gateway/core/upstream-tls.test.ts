@@ -2,6 +2,7 @@
  * HTTPS upstreams (`services.<name>.tls`): a private CA, mTLS with a client certificate, a server name
  * to verify when endpoints are addresses, and the config errors, against a real TLS server.
  */
+import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:https";
 import { tmpdir } from "node:os";
@@ -11,6 +12,7 @@ import t, { type Test } from "tap";
 import { validateGatewayConfig } from "../../../gateway/core/config.ts";
 import { testCa } from "../../helpers/certs.ts";
 import { startGateway } from "../../helpers/gateway.ts";
+import { acceptUpgrade, openUpgrade } from "../../helpers/websocket.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "edgeway-upstream-tls-"));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -104,7 +106,6 @@ t.test("upstream TLS config errors name the key", async (t) => {
 t.test(
   "WebSocket upgrades to an https upstream use its CA, client certificate and server name",
   async (t) => {
-    const { createHash } = await import("node:crypto");
     const { connect } = await import("node:net");
     const up = await startTlsUpstream(true);
     t.teardown(() => new Promise<void>((r) => up.server.close(() => r())));
@@ -114,13 +115,9 @@ t.test(
     });
     up.server.on("upgrade", (req, socket) => {
       sockets.push(socket);
-      const accept = createHash("sha1")
-        .update(`${req.headers["sec-websocket-key"]}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
-        .digest("base64");
-      const peer = (socket as TLSSocket).getPeerCertificate();
-      socket.write(
-        `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nX-Client-Cert: ${peer?.subject?.CN}\r\n\r\n`,
-      );
+      acceptUpgrade(req, socket, {
+        "X-Client-Cert": String((socket as TLSSocket).getPeerCertificate()?.subject?.CN),
+      });
     });
     const gw = await gatewayTo(t, up.url, {
       ca: ca.certFile,
@@ -128,21 +125,11 @@ t.test(
       cert: client.certFile,
       key: client.keyFile,
     });
-    const out = await new Promise<string>((resolve, reject) => {
-      const s = connect(Number(new URL(gw.url).port), "127.0.0.1", () =>
-        s.write(
-          "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        ),
-      );
-      sockets.push(s);
-      s.on("error", reject);
-      let buf = "";
-      s.on("data", (d) => {
-        buf += d.toString();
-        if (buf.includes("\r\n\r\n")) resolve(buf);
-      });
-    });
+    const socket = connect(Number(new URL(gw.url).port), "127.0.0.1");
+    await once(socket, "connect");
+    const out = await openUpgrade(socket);
     t.match(out, /^HTTP\/1.1 101/, "upgraded through TLS to the upstream");
     t.match(out, /x-client-cert: gateway/i, "with the gateway's client certificate");
+    t.match(out, /ping-frame/, "bytes flow both ways");
   },
 );
