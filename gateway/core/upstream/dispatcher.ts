@@ -20,7 +20,23 @@ export type FailureKind =
   | "connect_timeout"
   | "response_header_timeout"
   | "aborted"
+  | "tls"
   | "other";
+
+/** Certificate verification failures Node reports for a TLS connection (see node:tls). */
+const CERT_ERRORS = new Set([
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "CERT_REVOKED",
+  "CERT_UNTRUSTED",
+  "CERT_SIGNATURE_FAILURE",
+  "HOSTNAME_MISMATCH",
+]);
 
 /** Classifies an undici failure that happened before any response byte. */
 export function classifyUpstreamError(err: unknown): FailureKind {
@@ -43,6 +59,9 @@ export function classifyUpstreamError(err: unknown): FailureKind {
     code === "EAI_AGAIN"
   )
     return "connect";
+  // Before "reset": a refused client certificate also ends the connection, and retrying cannot help.
+  if (code && (CERT_ERRORS.has(code) || code.startsWith("ERR_TLS_") || code.startsWith("ERR_SSL_")))
+    return "tls";
   if (code === "ECONNRESET" || code === "EPIPE" || code === "UND_ERR_SOCKET" || code === "UND_ERR_CLOSED")
     return "reset";
   return "other";
@@ -250,7 +269,8 @@ export function createDispatcher(r: RouteUpstream): Handler {
         if (kind === "aborted")
           throw new GatewayError(499, "client_closed", "client closed the request", { cause: err });
         const labels = [service.name, endpoint.url, endpoint.region] as const;
-        if (kind === "connect" || kind === "reset") metrics.upstreamConnectErrors.labels(...labels).inc();
+        if (kind === "connect" || kind === "reset" || kind === "tls")
+          metrics.upstreamConnectErrors.labels(...labels).inc();
         else if (kind === "connect_timeout") metrics.upstreamTimeouts.labels(...labels, "connect").inc();
         else if (kind === "response_header_timeout")
           metrics.upstreamTimeouts.labels(...labels, "response_header").inc();
@@ -315,6 +335,14 @@ function upstreamProblem(kind: FailureKind, service: string, cause: unknown): Ga
       return new GatewayError(502, "upstream_unreachable", `service "${service}" refused the connection`, {
         cause,
       });
+    case "tls":
+      return new GatewayError(
+        502,
+        "upstream_tls",
+        // The code, not OpenSSL's message (library paths); the warn log line keeps the whole cause.
+        `TLS with service "${service}" failed (${(cause as { code?: string })?.code ?? "handshake"})`,
+        { cause },
+      );
     case "reset":
       return new GatewayError(
         502,

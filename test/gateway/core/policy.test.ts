@@ -136,6 +136,19 @@ t.test("retry rules: idempotent, replayable, and only before any response byte",
   t.notOk(isRetryable("other", "GET", true));
   t.equal(classifyUpstreamError(Object.assign(new Error("x"), { code: "ECONNREFUSED" })), "connect");
   t.equal(classifyUpstreamError(Object.assign(new Error("x"), { code: "UND_ERR_SOCKET" })), "reset");
+  for (const code of [
+    "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+    "SELF_SIGNED_CERT_IN_CHAIN",
+    "CERT_HAS_EXPIRED",
+    "ERR_TLS_CERT_ALTNAME_INVALID",
+    "ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED",
+  ]) {
+    t.equal(classifyUpstreamError(Object.assign(new Error("x"), { code })), "tls", code);
+  }
+  t.notOk(
+    isRetryable("tls", "GET", true),
+    "a TLS failure is not retried: the next attempt fails the same way",
+  );
   t.equal(
     classifyUpstreamError(Object.assign(new Error("x"), { code: "UND_ERR_HEADERS_TIMEOUT" })),
     "response_header_timeout",

@@ -57,9 +57,16 @@ t.test("a private CA and the server name to verify; without them the upstream is
   t.match(await ok.json(), { client: null });
 
   const noCa = await gatewayTo(t, up.url, { servername: "upstream.test" });
-  t.equal((await fetch(`${noCa.url}/x`)).status, 502, "an unknown CA: the connection is refused");
+  const unknownCa = await fetch(`${noCa.url}/x`);
+  t.equal(unknownCa.status, 502, "an unknown CA: the connection is refused");
+  t.match(await unknownCa.json(), {
+    type: /upstream_tls$/,
+    detail: /^TLS with service "s" failed \((SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE)\)$/,
+  });
   const wrongName = await gatewayTo(t, up.url, { ca: ca.certFile });
-  t.equal((await fetch(`${wrongName.url}/x`)).status, 502, "127.0.0.1 is not the certificate's name");
+  const mismatch = await fetch(`${wrongName.url}/x`);
+  t.equal(mismatch.status, 502, "127.0.0.1 is not the certificate's name");
+  t.match(await mismatch.json(), { type: /upstream_tls$/ });
 });
 
 t.test("mTLS: the client certificate the upstream requires", async (t) => {
@@ -75,7 +82,9 @@ t.test("mTLS: the client certificate the upstream requires", async (t) => {
   t.equal(ok.status, 200);
   t.match(await ok.json(), { client: "gateway" }, "the upstream saw the gateway's certificate");
   const without = await gatewayTo(t, up.url, { ca: ca.certFile, servername: "upstream.test" });
-  t.equal((await fetch(`${without.url}/x`)).status, 502, "no client certificate: refused");
+  const refused = await fetch(`${without.url}/x`);
+  t.equal(refused.status, 502, "no client certificate: refused");
+  t.match(await refused.json(), { type: /upstream_tls$/, detail: /ALERT_CERTIFICATE_REQUIRED/ });
 });
 
 t.test("upstream TLS config errors name the key", async (t) => {
