@@ -150,6 +150,14 @@ export const gatewaySchema = z
             minVersion: z.enum(["TLSv1.2", "TLSv1.3"]).default("TLSv1.2"),
             /** How often the two files are checked for a renewed certificate. */
             reloadInterval: duration({ min: 100 }).default(10_000),
+            /** A plain-HTTP listener that answers every request with a 308 to the same URL over HTTPS. */
+            redirectHttp: z
+              .strictObject({
+                listen,
+                /** The HTTPS port clients use (a Service's 443 in front of the pod's port), in Location. */
+                port: z.number().int().min(1).max(65535).default(443),
+              })
+              .optional(),
           })
           .optional(),
       })

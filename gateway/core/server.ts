@@ -30,7 +30,7 @@ import { addForwardingHeaders, clientAddress, isHopByHop, requestIdFor, withoutH
 import { GatewayError, problemBody, sendProblem } from "./problem.ts";
 import { hostOnly } from "./router.ts";
 import { type RouteRuntime, Runtime, SharedRegistry } from "./runtime.ts";
-import { readTlsMaterial, type TlsConfig, TlsMetrics, TlsReloader } from "./tls.ts";
+import { httpsRedirectLocation, readTlsMaterial, type TlsConfig, TlsMetrics, TlsReloader } from "./tls.ts";
 import type { Exchange, GatewayResponse, HeaderMap } from "./types.ts";
 import { UpstreamBody } from "./upstream/call.ts";
 import type { EndpointPool } from "./upstream/service.ts";
@@ -65,6 +65,8 @@ export class GatewayServer {
   private readonly shared = new SharedRegistry();
   private proxy: Server | undefined;
   private admin: Server | undefined;
+  /** server.tls.redirectHttp: the plain-HTTP listener that only redirects to HTTPS. */
+  private redirect: Server | undefined;
   private readonly serveAdmin: boolean;
   private draining = false;
   private started = false;
@@ -176,6 +178,26 @@ export class GatewayServer {
     });
     this.proxy = proxy;
     await listen(proxy, s.listen.host, s.listen.port, opts.reusePort);
+    const redirect = s.tls?.redirectHttp;
+    if (redirect) {
+      this.redirect = createServer(
+        { maxHeaderSize: s.maxHeaderSize, headersTimeout: s.headersTimeout, requireHostHeader: false },
+        (req, res) => {
+          const location = httpsRedirectLocation(hostOnly(req.headers.host), req.url ?? "", redirect.port);
+          if (!location) {
+            sendProblem(
+              res,
+              400,
+              "bad_request",
+              "an HTTPS redirect needs a valid Host and an origin-form target",
+            );
+            return;
+          }
+          res.writeHead(308, { location, "content-length": 0 }).end();
+        },
+      );
+      await listen(this.redirect, redirect.listen.host, redirect.listen.port, opts.reusePort);
+    }
     if (this.serveAdmin) {
       this.admin = createServer((req, res) => this.handleAdmin(req, res));
       await listen(this.admin, this.initial.core.admin.listen.host, this.initial.core.admin.listen.port);
@@ -612,6 +634,8 @@ export class GatewayServer {
     this.draining = true;
     this.watcher?.close();
     this.tlsReloader?.close();
+    this.redirect?.close();
+    this.redirect?.closeAllConnections();
     this.bodyMemory.stop();
     this.logger.info({ deadline_ms: deadlineMs }, "draining");
     const proxy = this.proxy;

@@ -98,6 +98,18 @@ export function readUpstreamTls(cfg: UpstreamTlsConfig, at: string): UpstreamTls
   return out;
 }
 
+const HOST_NAME = /^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$|^\[[0-9a-f:.]+\]$/;
+
+/**
+ * Where `server.tls.redirectHttp` sends a plain-HTTP request: the same host (its port dropped), the HTTPS
+ * port clients use, and the same origin-form target. Undefined when the Host header is missing or not a
+ * host name or address (a redirect must not point anywhere a header can smuggle in).
+ */
+export function httpsRedirectLocation(host: string, target: string, httpsPort: number): string | undefined {
+  if (!HOST_NAME.test(host) || !target.startsWith("/") || target.startsWith("//")) return undefined;
+  return `https://${host}${httpsPort === 443 ? "" : `:${httpsPort}`}${target}`;
+}
+
 export class TlsError extends Error {
   readonly problems: string[];
   constructor(problems: string[]) {

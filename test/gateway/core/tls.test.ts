@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import t from "tap";
 import { validateGatewayConfig } from "../../../gateway/core/config.ts";
+import { httpsRedirectLocation } from "../../../gateway/core/tls.ts";
 import { selfSigned as makeSelfSigned } from "../../helpers/certs.ts";
 import { serviceAt, startGateway, startUpstream } from "../../helpers/gateway.ts";
 import { until } from "../../helpers/until.ts";
@@ -170,4 +171,63 @@ t.test("WebSocket upgrades over TLS (wss) are tunnelled, and say https upstream"
   t.match(out, /^HTTP\/1.1 101/);
   t.match(out, /x-seen-proto: https/i, "the upstream learns the client spoke TLS");
   t.match(out, /ping-frame/, "bytes flow both ways through TLS");
+});
+
+t.test("server.tls.redirectHttp: plain HTTP gets a 308 to the same URL over HTTPS", async (t) => {
+  t.equal(httpsRedirectLocation("shop.example", "/a?b=1", 443), "https://shop.example/a?b=1");
+  t.equal(httpsRedirectLocation("shop.example", "/", 8443), "https://shop.example:8443/");
+  t.equal(httpsRedirectLocation("10.0.0.5", "/x", 443), "https://10.0.0.5/x");
+  t.equal(httpsRedirectLocation("[::1]", "/x", 443), "https://[::1]/x");
+  for (const [host, target] of [
+    ["", "/x"],
+    ["evil.example/path", "/x"],
+    ["a b", "/x"],
+    ["shop.example", "http://other/x"],
+    ["shop.example", "//other/x"],
+    ["-bad.example", "/x"],
+  ] as const) {
+    t.equal(
+      httpsRedirectLocation(host, target, 443),
+      undefined,
+      `refused: ${JSON.stringify([host, target])}`,
+    );
+  }
+
+  writeFileSync(certFile, first.cert);
+  writeFileSync(keyFile, first.key);
+  const { freePort } = await import("../../helpers/spawn-gateway.ts");
+  const redirectPort = await freePort();
+  const gw = await startGateway({
+    server: {
+      tls: {
+        cert: certFile,
+        key: keyFile,
+        redirectHttp: { listen: { host: "127.0.0.1", port: redirectPort }, port: 8443 },
+      },
+    },
+    services: { s: serviceAt("http://127.0.0.1:9") },
+    routes: [{ match: { path: "/" }, service: "s" }],
+  });
+  t.teardown(() => gw.close());
+  // fetch() does not let a caller set Host: a plain node:http request does.
+  const plain = (path: string, host: string) =>
+    new Promise<{ status: number; location: string | undefined; body: string }>((resolve, reject) => {
+      const { request: httpRequest } = process.getBuiltinModule("node:http");
+      httpRequest({ host: "127.0.0.1", port: redirectPort, path, headers: { host }, agent: false }, (r) => {
+        let body = "";
+        r.setEncoding("utf8");
+        r.on("data", (d: string) => {
+          body += d;
+        });
+        r.on("end", () => resolve({ status: r.statusCode ?? 0, location: r.headers.location, body }));
+      })
+        .on("error", reject)
+        .end();
+    });
+  const res = await plain("/cart?item=7", "Shop.Example:80");
+  t.equal(res.status, 308, "permanent, and the method and body are kept");
+  t.equal(res.location, "https://shop.example:8443/cart?item=7");
+  const bad = await plain("/x", "evil.example/steal");
+  t.equal(bad.status, 400);
+  t.match(JSON.parse(bad.body), { type: /bad_request$/, status: 400 });
 });
