@@ -21,7 +21,7 @@ import type { Logger } from "pino";
 import { ConfigError } from "../../lib/config/index.ts";
 import { type Telemetry, traceContextPropagator } from "../../lib/telemetry/index.ts";
 import { type AccessLogPolicy, accessLogPolicy, keepAccessLine } from "../telemetry/access.ts";
-import { GatewayMetrics } from "../telemetry/metrics.ts";
+import { GatewayMetrics, TlsMetrics } from "../telemetry/metrics.ts";
 import { redactTarget, screenLogFields } from "../telemetry/redact.ts";
 import { BodyMemoryWatch } from "./body-memory.ts";
 import { type LoadedConfig, loadGatewayConfig } from "./config.ts";
@@ -30,7 +30,7 @@ import { addForwardingHeaders, clientAddress, isHopByHop, requestIdFor, withoutH
 import { GatewayError, problemBody, sendProblem } from "./problem.ts";
 import { hostOnly } from "./router.ts";
 import { type RouteRuntime, Runtime, SharedRegistry } from "./runtime.ts";
-import { httpsRedirectLocation, readTlsMaterial, type TlsConfig, TlsMetrics, TlsReloader } from "./tls.ts";
+import { httpsRedirectLocation, readTlsMaterial, type TlsConfig, TlsReloader } from "./tls.ts";
 import type { Exchange, GatewayResponse, HeaderMap } from "./types.ts";
 import { UpstreamBody } from "./upstream/call.ts";
 import type { EndpointPool } from "./upstream/service.ts";
@@ -73,7 +73,7 @@ export class GatewayServer {
   private watcher: ReturnType<typeof watch> | undefined;
   private tlsReloader: TlsReloader | undefined;
   /** What clients speak to the proxy listener: X-Forwarded-Proto and Forwarded's proto. */
-  scheme: "http" | "https" = "http";
+  readonly scheme: "http" | "https";
   private reloading: Promise<boolean> | undefined;
   private readonly sockets = new Set<Socket>();
   private readonly accessLog: AccessLogPolicy;
@@ -92,6 +92,7 @@ export class GatewayServer {
     this.accessLog = accessLogPolicy(opts.config.core.telemetry.logs);
     this.accessLogger = opts.telemetry.accessLogger ?? opts.telemetry.logger;
     this.via = `1.1 ${opts.config.core.server.name}`;
+    this.scheme = opts.config.core.server.tls ? "https" : "http";
     this.initial = opts.config;
     this.watchConfig = opts.watchConfig ?? false;
     this.bodyMemory = new BodyMemoryWatch(
@@ -121,7 +122,6 @@ export class GatewayServer {
     metrics.notAfter.set(material.notAfter.getTime() / 1000);
     server.on("tlsClientError", () => metrics.handshakeErrors.inc());
     this.tlsReloader = new TlsReloader(server, cfg, metrics, this.logger);
-    this.scheme = "https";
     // An https.Server is an http.Server with a TLS handshake in front: the same events and methods.
     return server as unknown as Server;
   }

@@ -8,7 +8,7 @@ import { X509Certificate } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import type { Server as HttpsServer } from "node:https";
 import type { Logger } from "pino";
-import { Counter, Gauge, type Registry } from "prom-client";
+import type { TlsMetrics } from "../telemetry/metrics.ts";
 
 export interface TlsConfig {
   cert: string;
@@ -25,34 +25,49 @@ export interface TlsMaterial {
   subject: string;
 }
 
-/** Reads and checks the pair; problems name the key (`server.tls.cert: …`). */
-export function readTlsMaterial(cfg: Pick<TlsConfig, "cert" | "key">, at = "server.tls"): TlsMaterial {
+/** Reads the named files of a TLS section at once; every unreadable one is a problem naming its key. */
+function readFiles<K extends string>(
+  cfg: Partial<Record<K, string | undefined>>,
+  keys: readonly K[],
+  at: string,
+): Partial<Record<K, Buffer>> {
   const problems: string[] = [];
-  const read = (key: "cert" | "key") => {
+  const out: Partial<Record<K, Buffer>> = {};
+  for (const key of keys) {
+    const file = cfg[key];
+    if (file === undefined) continue;
     try {
-      return readFileSync(cfg[key]);
+      out[key] = readFileSync(file);
     } catch (err) {
       problems.push(
-        `${at}.${key}: cannot read "${cfg[key]}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+        `${at}.${key}: cannot read "${file}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
       );
-      return undefined;
     }
-  };
-  const cert = read("cert");
-  const key = read("key");
-  if (!cert || !key) throw new TlsError(problems);
-  let leaf: X509Certificate;
-  try {
-    leaf = new X509Certificate(cert);
-  } catch (err) {
-    throw new TlsError([`${at}.cert: not a PEM certificate: ${(err as Error).message}`]);
   }
+  if (problems.length > 0) throw new TlsError(problems);
+  return out;
+}
+
+/** Throws unless the private key goes with the certificate. */
+function checkPair(cert: Buffer, key: Buffer, at: string): void {
   try {
     // node:tls and node:https load only where TLS is configured: a plain proxy does not carry them.
     process.getBuiltinModule("node:tls").createSecureContext({ cert, key });
   } catch (err) {
     throw new TlsError([`${at}.key: does not go with the certificate: ${(err as Error).message}`]);
   }
+}
+
+/** Reads and checks the pair; problems name the key (`server.tls.cert: …`). */
+export function readTlsMaterial(cfg: Pick<TlsConfig, "cert" | "key">, at = "server.tls"): TlsMaterial {
+  const { cert, key } = readFiles(cfg, ["cert", "key"], at) as { cert: Buffer; key: Buffer };
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(cert);
+  } catch (err) {
+    throw new TlsError([`${at}.cert: not a PEM certificate: ${(err as Error).message}`]);
+  }
+  checkPair(cert, key, at);
   return { cert, key, notAfter: new Date(leaf.validTo), subject: leaf.subject };
 }
 
@@ -73,27 +88,8 @@ export interface UpstreamTls {
 }
 
 export function readUpstreamTls(cfg: UpstreamTlsConfig, at: string): UpstreamTls {
-  const problems: string[] = [];
-  const out: UpstreamTls = {};
-  for (const key of ["ca", "cert", "key"] as const) {
-    const file = cfg[key];
-    if (file === undefined) continue;
-    try {
-      out[key] = readFileSync(file);
-    } catch (err) {
-      problems.push(
-        `${at}.${key}: cannot read "${file}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-      );
-    }
-  }
-  if (problems.length > 0) throw new TlsError(problems);
-  if (out.cert && out.key) {
-    try {
-      process.getBuiltinModule("node:tls").createSecureContext({ cert: out.cert, key: out.key });
-    } catch (err) {
-      throw new TlsError([`${at}.key: does not go with the certificate: ${(err as Error).message}`]);
-    }
-  }
+  const out: UpstreamTls = readFiles(cfg, ["ca", "cert", "key"], at);
+  if (out.cert && out.key) checkPair(out.cert, out.key, at);
   if (cfg.servername !== undefined) out.servername = cfg.servername;
   return out;
 }
@@ -116,33 +112,6 @@ export class TlsError extends Error {
     super(problems.join("; "));
     this.name = "TlsError";
     this.problems = problems;
-  }
-}
-
-/** The listener's certificate metrics: when it expires (alert on it), and how its reloads went. */
-export class TlsMetrics {
-  readonly notAfter: Gauge;
-  readonly reloads: Counter<"result">;
-  readonly handshakeErrors: Counter;
-
-  constructor(registry: Registry) {
-    const registers = [registry];
-    this.notAfter = new Gauge({
-      name: "edgeway_tls_certificate_expiry_timestamp_seconds",
-      help: "When the certificate the proxy listener serves expires (notAfter), in Unix seconds.",
-      registers,
-    });
-    this.reloads = new Counter({
-      name: "edgeway_tls_certificate_reloads_total",
-      help: "Certificate file changes applied (success) or refused and the old certificate kept (failure).",
-      labelNames: ["result"],
-      registers,
-    });
-    this.handshakeErrors = new Counter({
-      name: "edgeway_tls_handshake_errors_total",
-      help: "Client connections that failed the TLS handshake (plain HTTP, old protocol, bad client).",
-      registers,
-    });
   }
 }
 

@@ -257,3 +257,30 @@ export class ClusterMetrics {
     });
   }
 }
+
+/** The listener's certificate metrics: when it expires (alert on it), and how its reloads went. */
+export class TlsMetrics {
+  readonly notAfter: Gauge;
+  readonly reloads: Counter<"result">;
+  readonly handshakeErrors: Counter;
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    this.notAfter = new Gauge({
+      name: "edgeway_tls_certificate_expiry_timestamp_seconds",
+      help: "When the certificate the proxy listener serves expires (notAfter), in Unix seconds.",
+      registers,
+    });
+    this.reloads = new Counter({
+      name: "edgeway_tls_certificate_reloads_total",
+      help: "Certificate file changes applied (success) or refused and the old certificate kept (failure).",
+      labelNames: ["result"],
+      registers,
+    });
+    this.handshakeErrors = new Counter({
+      name: "edgeway_tls_handshake_errors_total",
+      help: "Client connections that failed the TLS handshake (plain HTTP, old protocol, bad client).",
+      registers,
+    });
+  }
+}

@@ -3,10 +3,11 @@
  * (FilterSetup.scoped) closed once no route table uses them, so a reload that changes their settings
  * takes effect and leaks nothing.
  */
-import { writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { pino } from "pino";
-import t from "tap";
+import t, { type Test } from "tap";
 import { stringify } from "yaml";
 import type { Topology } from "../../../agent/failover/policy.ts";
 import { SharedRegistry } from "../../../gateway/core/runtime.ts";
@@ -61,18 +62,28 @@ t.test("a resource whose close fails is logged and the others still close", asyn
   t.match(warnings, [{ key: "x:bad", msg: "closing shared resource failed" }]);
 });
 
-t.test("reload: a changed geo.topology source takes effect without a restart", async (t) => {
+/** Geo-routed writes to two regions, the topology from a file; `gw.reload()` after rewriting its config. */
+async function geoWorld(t: Test, writeHold = "1s") {
   const us = await startAnsweringUpstream("us-east-1");
   const eu = await startAnsweringUpstream("eu-west-1");
   t.teardown(() => Promise.all([us.close(), eu.close()]));
-  const topology = (primary: string): Topology => ({
-    epoch: 1,
-    state: "stable",
-    primary,
-    roles: { [primary]: "primary" },
-    transition: null,
-    changedAt: 0,
-  });
+  const dir = mkdtempSync(join(tmpdir(), "edgeway-topology-"));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const topologyFile = (name: string, primary: string | null, epoch = 1) => {
+    const file = join(dir, `${name}.json`);
+    const topology: Topology = {
+      epoch,
+      state: primary ? "stable" : "promoting",
+      primary,
+      roles: primary ? { [primary]: "primary" } : {},
+      transition: primary
+        ? null
+        : { kind: "failover", from: "eu-west-1", to: "us-east-1", reason: "test", startedAt: 0 },
+      changedAt: 0,
+    };
+    writeFileSync(file, JSON.stringify(topology));
+    return file;
+  };
   const config = (file: string) => ({
     region: "us-east-1",
     services: {
@@ -81,19 +92,53 @@ t.test("reload: a changed geo.topology source takes effect without a restart", a
     routes: [
       { name: "orders", match: { path: "/" }, service: "app", filters: [{ geo: { writes: "primary" } }] },
     ],
-    geo: { defaultRegion: "us-east-1", topology: { file, refresh: "100ms" }, staleAfter: "10s" },
+    geo: { defaultRegion: "us-east-1", topology: { file, refresh: "50ms" }, staleAfter: "10s", writeHold },
   });
-  const first = join(process.env.TMPDIR ?? "/tmp", `edgeway-topology-${process.pid}-a.json`);
-  writeFileSync(first, JSON.stringify(topology("us-east-1")));
-  const gw = await startGateway(config(first));
+  return { topologyFile, config };
+}
+
+t.test("reload: a changed geo.topology source takes effect without a restart", async (t) => {
+  const { topologyFile, config } = await geoWorld(t);
+  const gw = await startGateway(config(topologyFile("a", "us-east-1")));
   t.teardown(() => gw.close());
-  const second = join(dirname(gw.file), "topology-b.json");
-  writeFileSync(second, JSON.stringify(topology("eu-west-1")));
   const write = async () => (await fetch(gw.url, { method: "POST", body: "{}" })).text();
 
   t.equal(await write(), "us-east-1", "writes go to the first source's primary");
-  const file = gw.file;
-  writeFileSync(file, stringify({ ...config(second), server: { listen: { host: "127.0.0.1", port: 0 } } }));
+  writeFileSync(
+    gw.file,
+    stringify({
+      ...config(topologyFile("b", "eu-west-1")),
+      server: { listen: { host: "127.0.0.1", port: 0 } },
+    }),
+  );
   t.equal(await gw.gw.reload(), true);
   t.equal(await write(), "eu-west-1", "after the reload, the second source's primary");
+});
+
+t.test("reload: a request still running keeps the old table's source open until it is done", async (t) => {
+  const { topologyFile, config } = await geoWorld(t, "5s");
+  // A failover in progress: the write waits (geo.writeHold) on the first source for a primary.
+  const first = topologyFile("a", null);
+  const gw = await startGateway(config(first));
+  t.teardown(() => gw.close());
+  const waiting = fetch(gw.url, { method: "POST", body: "{}" }).then((r) => r.text());
+  await new Promise((r) => setTimeout(r, 200));
+
+  writeFileSync(
+    gw.file,
+    stringify({
+      ...config(topologyFile("b", "eu-west-1")),
+      server: { listen: { host: "127.0.0.1", port: 0 } },
+    }),
+  );
+  t.equal(await gw.gw.reload(), true);
+  // The failover ends in the first source. Had the reload closed it, the waiting write would not see it
+  // and would get a 503 once writeHold is over.
+  topologyFile("a", "us-east-1", 2);
+  t.equal(await waiting, "us-east-1", "the waiting write saw its own source's new primary");
+  t.equal(
+    await (await fetch(gw.url, { method: "POST", body: "{}" })).text(),
+    "eu-west-1",
+    "new requests use the reloaded source",
+  );
 });
